@@ -1,0 +1,166 @@
+"""One frozen ``Settings``, built once from options and ``FIELDTRACK_*`` variables.
+
+Every option of ``fieldtrack run`` also reads from ``FIELDTRACK_<OPTION>``
+(``--api-key`` from ``FIELDTRACK_API_KEY``, several keys separated by commas).
+Secrets never appear in ``repr`` or logs.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+from urllib.parse import urlsplit
+
+from gateway.errors import ConfigError
+
+
+@dataclass(frozen=True, slots=True)
+class Secret:
+    """A string that does not show itself."""
+
+    value: str = field(repr=False)
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+    __str__ = __repr__
+
+
+@dataclass(frozen=True, slots=True)
+class MqttUrl:
+    host: str
+    port: int
+    tls: bool = False
+    username: str | None = None
+    password: Secret | None = None
+
+    @classmethod
+    def parse(cls, url: str) -> MqttUrl:
+        parts = urlsplit(url if "://" in url else f"mqtt://{url}")
+        if parts.scheme not in ("mqtt", "mqtts", "tcp", "ssl"):
+            raise ConfigError(f"MQTT URL scheme must be mqtt:// or mqtts://, not {parts.scheme!r}")
+        tls = parts.scheme in ("mqtts", "ssl")
+        try:
+            port = parts.port or (8883 if tls else 1883)
+        except ValueError as exc:
+            raise ConfigError(f"bad MQTT port in {url!r}: {exc}") from None
+        password = Secret(parts.password) if parts.password else None
+        return cls(parts.hostname or "127.0.0.1", port, tls, parts.username, password)
+
+
+def _bool(value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off", ""):
+        return False
+    raise ConfigError(f"not a boolean: {value!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything the gateway and the API need; see README "Configuration"."""
+
+    mqtt: str = "mqtt://127.0.0.1:1883"
+    mqtt_protocol: str = "auto"  # "5", "3.1.1" or "auto" (try 5, fall back)
+    mqtt_client_id: str = "fieldtrack-gateway"
+    mqtt_ca_file: str | None = None
+    mqtt_session_expiry_s: int = 7 * 24 * 3600
+    mqtt_receive_maximum: int = 1000
+    share_group: str | None = None
+    topic_prefix: str = "fleet"
+    owntracks_prefix: str = "owntracks"
+    redis: str | None = None
+    http: str = "127.0.0.1:8080"
+    public_url: str | None = None
+    api_keys: tuple[Secret, ...] = ()
+    signing_key: Secret = field(default_factory=lambda: Secret(secrets.token_urlsafe(32)))
+    history_per_device: int = 10_000
+    replay_buffer: int = 10_000
+    sse_queue_size: int = 1_000
+    sse_send_timeout_s: float = 10.0
+    sse_ping_s: float = 15.0
+    ingest_batch: int = 500
+    dead_letter: bool = True
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> Settings:
+        """Build from option values; strings are converted to each field's type."""
+        known = {f.name: f for f in fields(cls)}
+        kwargs: dict[str, Any] = {}
+        for name, raw in values.items():
+            if raw is None or name not in known:
+                continue
+            kwargs[name] = _convert(name, raw, str(known[name].type))
+        settings = cls(**kwargs)
+        settings.validate()
+        return settings
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str], **overrides: Any) -> Settings:
+        """``FIELDTRACK_<FIELD>`` variables, then explicit overrides on top."""
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            env = environ.get(f"FIELDTRACK_{f.name.upper()}")
+            if env is None and f.name == "api_keys":
+                env = environ.get("FIELDTRACK_API_KEY")
+            if env is not None:
+                values[f.name] = env
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls.from_mapping(values)
+
+    def validate(self) -> None:
+        MqttUrl.parse(self.mqtt)
+        if self.mqtt_protocol not in ("5", "3.1.1", "auto"):
+            raise ConfigError("mqtt_protocol must be 5, 3.1.1 or auto")
+        self.http_bind()
+        for name in ("history_per_device", "replay_buffer", "sse_queue_size", "ingest_batch"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1")
+        if self.redis is not None and not self.redis.startswith(
+            ("redis://", "rediss://", "unix://")
+        ):
+            raise ConfigError("redis must be a redis:// URL")
+
+    def http_bind(self) -> tuple[str, int]:
+        host, _, port = self.http.rpartition(":")
+        if not port.isdigit():
+            raise ConfigError(f"http must be host:port, not {self.http!r}")
+        return host or "127.0.0.1", int(port)
+
+    @property
+    def mqtt_url(self) -> MqttUrl:
+        return MqttUrl.parse(self.mqtt)
+
+    @property
+    def base_url(self) -> str:
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host, port = self.http_bind()
+        return f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
+
+    def with_(self, **changes: Any) -> Settings:
+        return replace(self, **changes)
+
+
+def _convert(name: str, raw: Any, type_name: str) -> Any:
+    if name == "api_keys":
+        items = raw.split(",") if isinstance(raw, str) else list(raw)
+        return tuple(k if isinstance(k, Secret) else Secret(k.strip()) for k in items if k)
+    if name == "signing_key":
+        return raw if isinstance(raw, Secret) else Secret(str(raw))
+    if not isinstance(raw, str):
+        return raw
+    try:
+        if type_name.startswith("int"):
+            return int(raw)
+        if type_name.startswith("float"):
+            return float(raw)
+        if type_name.startswith("bool"):
+            return _bool(raw)
+    except ValueError:
+        raise ConfigError(f"{name}: cannot read {raw!r} as {type_name}") from None
+    return raw
