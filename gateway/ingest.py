@@ -1,0 +1,217 @@
+"""The only aiomqtt import: subscribe, process in batches, acknowledge afterwards.
+
+At-least-once delivery needs three things aiomqtt 2.5 does not do by default
+(FACTS.md, verified here):
+
+* a persistent session: a stable client id, Clean Start off and a Session
+  Expiry Interval on MQTT 5 (``clean_session=False`` on 3.1.1), or messages
+  published while the gateway is down are lost;
+* manual acknowledgement, switched on in paho *before* connecting, so PUBACK
+  leaves only after a message's batch is stored, published and its dead letters
+  sent;
+* an unbounded aiomqtt queue: a bounded one silently drops messages. Flow
+  control comes from the broker instead: MQTT 5 Receive Maximum (or the
+  broker's ``max_inflight_messages`` on 3.1.1) caps the un-acked messages in
+  flight, so a slow gateway pushes back on the broker rather than dropping.
+
+On a lost connection the batch in hand is abandoned without acks and the
+broker redelivers it on reconnect; duplicates are absorbed by (device, ts)
+dedupe in the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import random
+import ssl
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import aiomqtt
+import orjson
+import paho.mqtt.client as paho
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from gateway.model import Event
+from gateway.service import BatchResult, DeadLetter, Gateway, Inbound
+from gateway.settings import Settings
+
+log = logging.getLogger("fieldtrack.ingest")
+
+
+class _StampingQueue(asyncio.Queue[aiomqtt.Message]):
+    """aiomqtt's incoming queue, stamping each message with its receive time."""
+
+    def put_nowait(self, item: aiomqtt.Message) -> None:
+        item.received = time.time()  # type: ignore[attr-defined]
+        super().put_nowait(item)
+
+
+class MqttIngest:
+    """Runs forever: connect, subscribe, process, reconnect with jittered back-off."""
+
+    def __init__(self, settings: Settings, gateway: Gateway) -> None:
+        self.settings = settings
+        self.gateway = gateway
+        self.connected = asyncio.Event()
+        self.protocol: str | None = None  # what the broker accepted, once known
+        self._served = False  # reached the subscribed state since the last back-off
+        self._order = (
+            ["5", "3.1.1"] if settings.mqtt_protocol == "auto" else [settings.mqtt_protocol]
+        )
+        gateway.metrics.broker_connected.read = lambda: 1.0 if self.connected.is_set() else 0.0
+
+    async def run(self) -> None:
+        delay = 0.5
+        while True:
+            try:
+                await self._connect_and_serve()
+            except aiomqtt.MqttError as exc:
+                log.warning("MQTT connection lost or refused (%s); retrying", exc)
+            if self._served:
+                delay, self._served = 0.5, False
+            await asyncio.sleep(delay * random.uniform(0.5, 1.5))
+            delay = min(delay * 2, 30.0)
+
+    async def _connect_and_serve(self) -> None:
+        last_error: aiomqtt.MqttError | None = None
+        for protocol in self._order:
+            client = self._client(protocol)
+            try:
+                await client.__aenter__()
+            except aiomqtt.MqttError as exc:
+                last_error = exc
+                continue
+            try:
+                if self.protocol != protocol:
+                    log.info("connected to MQTT broker with protocol %s", protocol)
+                self.protocol = protocol
+                # Prefer what worked for the next reconnect.
+                self._order.sort(key=lambda p: p != protocol)
+                await self._serve(client)
+            finally:
+                self.connected.clear()
+                await client.__aexit__(None, None, None)
+            return
+        assert last_error is not None
+        raise last_error
+
+    def _client(self, protocol: str) -> aiomqtt.Client:
+        url = self.settings.mqtt_url
+        v5 = protocol == "5"
+        properties = None
+        if v5:
+            properties = _properties(PacketTypes.CONNECT)
+            properties.SessionExpiryInterval = self.settings.mqtt_session_expiry_s
+            properties.ReceiveMaximum = self.settings.mqtt_receive_maximum
+        tls_context = None
+        if url.tls:
+            tls_context = ssl.create_default_context(cafile=self.settings.mqtt_ca_file)
+        client = aiomqtt.Client(
+            url.host,
+            url.port,
+            username=url.username,
+            password=url.password.value if url.password else None,
+            identifier=self.settings.mqtt_client_id,
+            protocol=aiomqtt.ProtocolVersion.V5 if v5 else aiomqtt.ProtocolVersion.V311,
+            clean_session=None if v5 else False,
+            clean_start=False if v5 else paho.MQTT_CLEAN_START_FIRST_ONLY,
+            properties=properties,
+            queue_type=_StampingQueue,
+            max_queued_incoming_messages=0,
+            tls_context=tls_context,
+            timeout=10.0,
+            keepalive=30,
+        )
+        # Must precede the connection (FACTS.md): acks leave only when we say so.
+        client._client.manual_ack_set(True)
+        return client
+
+    async def _serve(self, client: aiomqtt.Client) -> None:
+        topics = self.gateway.topics.subscriptions()
+        await client.subscribe([(t, 1) for t in topics])
+        self.connected.set()
+        self._served = True
+        log.info("subscribed to %s", ", ".join(topics))
+        messages = client.messages
+        queue: asyncio.Queue[aiomqtt.Message] = client._queue
+        limit = self.settings.ingest_batch
+        while True:
+            batch = [await anext(messages)]
+            # Drain what is already queued: one store round trip and one bus
+            # publish for the lot, and no task per message.
+            while len(batch) < limit:
+                try:
+                    batch.append(queue.get_nowait())
+                except asyncio.QueueEmpty:
+                    break
+            await self._process(client, batch)
+
+    async def _process(self, client: aiomqtt.Client, batch: Sequence[aiomqtt.Message]) -> None:
+        inbound = [
+            Inbound(
+                str(m.topic),
+                _payload_bytes(m.payload),
+                getattr(m, "received", time.time()),
+            )
+            for m in batch
+        ]
+        result = await self.gateway.handle_batch(inbound)
+        await self._send(client, result)
+        for m in batch:
+            if m.qos > 0:
+                client._client.ack(m.mid, m.qos)
+
+    async def _send(self, client: aiomqtt.Client, result: BatchResult) -> None:
+        sends = [self._dead_letter(client, d) for d in result.dead_letters]
+        sends += [self._outbound(client, e) for e in result.outbound]
+        if sends:
+            await asyncio.gather(*sends)
+        if result.dead_letters:
+            self.gateway.metrics.dead_letters.inc(len(result.dead_letters))
+
+    async def _dead_letter(self, client: aiomqtt.Client, dead: DeadLetter) -> None:
+        if not self.settings.dead_letter:
+            return
+        topic = self.gateway.topics.dead_letter(dead.device_id)
+        if self.protocol == "5":
+            props = _properties(PacketTypes.PUBLISH)
+            props.UserProperty = [("reason", dead.reason[:512]), ("topic", dead.topic)]
+            await client.publish(topic, dead.payload, qos=1, properties=props)
+        else:
+            await client.publish(topic, dead_letter_envelope(dead), qos=1)
+
+    async def _outbound(self, client: aiomqtt.Client, event: Event) -> None:
+        topic = self.gateway.topics.outbound(str(event["type"]))
+        await client.publish(topic, orjson.dumps(event), qos=1)
+
+
+def dead_letter_envelope(dead: DeadLetter) -> bytes:
+    """MQTT 3.1.1 has no user properties: the reason travels in a JSON envelope.
+
+    ``payload`` is the original text when it is UTF-8, else ``payload_b64``.
+    """
+    body: dict[str, Any] = {"reason": dead.reason, "topic": dead.topic}
+    try:
+        body["payload"] = dead.payload.decode("utf-8")
+    except UnicodeDecodeError:
+        body["payload_b64"] = base64.b64encode(dead.payload).decode("ascii")
+    return orjson.dumps(body)
+
+
+def _properties(packet_type: int) -> Properties:
+    return Properties(packet_type)  # type: ignore[no-untyped-call]
+
+
+def _payload_bytes(payload: Any) -> bytes:
+    if isinstance(payload, bytes):
+        return payload
+    if isinstance(payload, bytearray):
+        return bytes(payload)
+    if payload is None:
+        return b""
+    return str(payload).encode()

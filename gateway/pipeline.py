@@ -1,0 +1,110 @@
+"""Pure stages of the pipeline: no await, no clock reads, plain data in and out.
+
+``position_event`` turns an accepted fix into the feed's event; ``apply_status``
+runs the job state machine. Anything the caller needs to know (the time, who
+owns a device) is passed in, so the tests are tables.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Final
+
+import msgspec
+
+from gateway.errors import Rejected
+from gateway.model import TERMINAL_STATES, Event, Fix, Job, StatusChange, StatusUpdate
+
+# The job state machine. A technician who forgets "en route" may still arrive,
+# so planned -> on_site is allowed; terminal states accept nothing.
+TRANSITIONS: Final[Mapping[str, frozenset[str]]] = {
+    "planned": frozenset({"en_route", "on_site", "cancelled", "failed"}),
+    "en_route": frozenset({"on_site", "paused", "cancelled", "failed"}),
+    "on_site": frozenset({"paused", "done", "failed", "cancelled"}),
+    "paused": frozenset({"resumed", "cancelled", "failed"}),
+    "resumed": frozenset({"paused", "on_site", "done", "failed", "cancelled"}),
+    "done": frozenset(),
+    "cancelled": frozenset(),
+    "failed": frozenset(),
+}
+
+# Where a job was heading when it paused decides where "resumed" leads.
+_ACTIVE: Final = frozenset({"en_route", "on_site", "paused", "resumed"})
+
+
+def position_event(fix: Fix, technician_id: str | None) -> Event:
+    event: Event = {
+        "type": "position",
+        "ts": fix.ts,
+        "device_id": fix.device_id,
+        "technician_id": technician_id,
+        "lat": fix.lat,
+        "lon": fix.lon,
+        "spd": fix.spd,
+        "hdg": fix.hdg,
+        "acc": fix.acc,
+    }
+    if fix.bat is not None:
+        event["bat"] = fix.bat
+    return event
+
+
+class StatusOutcome(msgspec.Struct, frozen=True):
+    job: Job
+    changed: bool  # False: the same status repeated (a QoS 1 re-send), nothing to do
+
+
+def apply_status(
+    job: Job | None,
+    update: StatusUpdate,
+    technician_id: str | None,
+    source: str = "device",
+) -> StatusOutcome:
+    """Apply a reported status to its job, or raise ``Rejected`` with the reason."""
+    if job is None:
+        raise Rejected("unknown_job", f"job {update.job_id!r} does not exist")
+    if source == "device" and job.technician_id != technician_id:
+        owner = "no technician" if technician_id is None else f"technician {technician_id!r}"
+        raise Rejected("wrong_technician", f"job {job.job_id!r} is not assigned to {owner}")
+    if update.status == job.state:
+        return StatusOutcome(job, changed=False)
+    last_ts = job.history[-1].ts if job.history else None
+    if last_ts is not None and update.ts < last_ts:
+        raise Rejected(
+            "stale_status",
+            f"{update.status} at {update.ts:.0f} is older than the job's last change",
+        )
+    if update.status not in TRANSITIONS[job.state]:
+        raise Rejected("bad_transition", f"{job.state} -> {update.status} is not allowed")
+    change = StatusChange(
+        ts=update.ts,
+        status=update.status,
+        previous=job.state,
+        source=source,
+        device_id=update.device_id or None,
+        note=update.note,
+    )
+    new = msgspec.structs.replace(job, state=update.status, history=(*job.history, change))
+    return StatusOutcome(new, changed=True)
+
+
+def status_event(job: Job, change: StatusChange) -> Event:
+    return {
+        "type": "status",
+        "ts": change.ts,
+        "job_id": job.job_id,
+        "technician_id": job.technician_id,
+        "device_id": change.device_id,
+        "status": change.status,
+        "previous": change.previous,
+        "source": change.source,
+        **({"note": change.note} if change.note else {}),
+    }
+
+
+def is_open(job: Job) -> bool:
+    return job.state not in TERMINAL_STATES
+
+
+def is_active(job: Job) -> bool:
+    return job.state in _ACTIVE

@@ -1,0 +1,159 @@
+"""Live state and history behind one interface, with an in-memory implementation.
+
+The interface is batch-shaped because the Redis implementation pipelines a
+batch of fixes into one round trip: ``record_fixes`` stores history, drops
+duplicates and moves live state forward in one call, and answers a ``Verdict``
+per fix. Deciding "is this the newest fix?" inside the store is what lets
+several workers share one device's stream without a single owner.
+"""
+
+from __future__ import annotations
+
+import bisect
+import enum
+from collections.abc import Iterable, Sequence
+from typing import Protocol
+
+from gateway.model import Fix, Job, Technician
+
+
+class Verdict(enum.Enum):
+    NEWEST = "newest"  # stored, and it is now the device's live position
+    LATE = "late"  # stored in history; live state already newer
+    DUPLICATE = "duplicate"  # same device and ts already stored: dropped
+
+
+class Store(Protocol):
+    async def record_fixes(self, fixes: Sequence[Fix]) -> list[Verdict]: ...
+    async def latest(self, device_id: str) -> Fix | None: ...
+    async def history(
+        self, device_id: str, since: float | None, until: float | None, limit: int
+    ) -> list[Fix]: ...
+    async def put_technician(self, technician: Technician) -> Technician | None: ...
+    async def get_technician(self, technician_id: str) -> Technician | None: ...
+    async def list_technicians(self) -> list[Technician]: ...
+    async def technician_of(self, device_id: str) -> str | None: ...
+    async def put_job(self, job: Job) -> None: ...
+    async def get_job(self, job_id: str) -> Job | None: ...
+    async def jobs_of(self, technician_id: str) -> list[Job]: ...
+    async def list_jobs(self) -> list[Job]: ...
+    async def ping(self) -> bool: ...
+    async def close(self) -> None: ...
+
+
+class _History:
+    """One device's fixes sorted by ts; appends are O(1), late fixes O(log n + k)."""
+
+    __slots__ = ("fixes", "stamps")
+
+    def __init__(self) -> None:
+        self.stamps: list[float] = []
+        self.fixes: list[Fix] = []
+
+    def add(self, fix: Fix, limit: int) -> Verdict:
+        stamps = self.stamps
+        if not stamps or fix.ts > stamps[-1]:
+            stamps.append(fix.ts)
+            self.fixes.append(fix)
+            verdict = Verdict.NEWEST
+        else:
+            i = bisect.bisect_left(stamps, fix.ts)
+            if stamps[i] == fix.ts:
+                return Verdict.DUPLICATE
+            stamps.insert(i, fix.ts)
+            self.fixes.insert(i, fix)
+            verdict = Verdict.LATE
+        # Trim in chunks of an eighth so the memmove is paid once per many fixes.
+        excess = len(stamps) - limit
+        if excess > limit // 8:
+            del stamps[:excess]
+            del self.fixes[:excess]
+        return verdict
+
+    def window(self, since: float | None, until: float | None, limit: int) -> list[Fix]:
+        lo = 0 if since is None else bisect.bisect_left(self.stamps, since)
+        hi = len(self.stamps) if until is None else bisect.bisect_right(self.stamps, until)
+        return self.fixes[lo : min(hi, lo + limit)]
+
+
+class MemoryStore:
+    """State for one process: what ``fieldtrack demo`` and ``run`` without Redis use.
+
+    History keeps at least ``history_per_device`` newest fixes per device (up to
+    an eighth more between trims); duplicates older than that window cannot be
+    recognised, which the README states.
+    """
+
+    def __init__(self, history_per_device: int = 10_000) -> None:
+        self.history_limit = history_per_device
+        self._history: dict[str, _History] = {}
+        self._latest: dict[str, Fix] = {}
+        self._technicians: dict[str, Technician] = {}
+        self._device_owner: dict[str, str] = {}
+        self._jobs: dict[str, Job] = {}
+
+    async def record_fixes(self, fixes: Sequence[Fix]) -> list[Verdict]:
+        verdicts = []
+        for fix in fixes:
+            history = self._history.get(fix.device_id)
+            if history is None:
+                history = self._history[fix.device_id] = _History()
+            verdict = history.add(fix, self.history_limit)
+            if verdict is Verdict.NEWEST:
+                self._latest[fix.device_id] = fix
+            verdicts.append(verdict)
+        return verdicts
+
+    async def latest(self, device_id: str) -> Fix | None:
+        return self._latest.get(device_id)
+
+    async def history(
+        self, device_id: str, since: float | None, until: float | None, limit: int
+    ) -> list[Fix]:
+        history = self._history.get(device_id)
+        return [] if history is None else history.window(since, until, limit)
+
+    async def put_technician(self, technician: Technician) -> Technician | None:
+        previous = self._technicians.get(technician.technician_id)
+        if previous is not None:
+            for device_id in previous.device_ids:
+                self._device_owner.pop(device_id, None)
+        for device_id in technician.device_ids:
+            self._device_owner[device_id] = technician.technician_id
+        self._technicians[technician.technician_id] = technician
+        return previous
+
+    async def get_technician(self, technician_id: str) -> Technician | None:
+        return self._technicians.get(technician_id)
+
+    async def list_technicians(self) -> list[Technician]:
+        return sorted(self._technicians.values(), key=lambda t: t.technician_id)
+
+    async def technician_of(self, device_id: str) -> str | None:
+        return self._device_owner.get(device_id)
+
+    async def put_job(self, job: Job) -> None:
+        self._jobs[job.job_id] = job
+
+    async def get_job(self, job_id: str) -> Job | None:
+        return self._jobs.get(job_id)
+
+    async def jobs_of(self, technician_id: str) -> list[Job]:
+        return _tour_order(j for j in self._jobs.values() if j.technician_id == technician_id)
+
+    async def list_jobs(self) -> list[Job]:
+        return sorted(self._jobs.values(), key=lambda j: j.job_id)
+
+    async def ping(self) -> bool:
+        return True
+
+    async def close(self) -> None:
+        return None
+
+    @property
+    def device_count(self) -> int:
+        return len(self._history)
+
+
+def _tour_order(jobs: Iterable[Job]) -> list[Job]:
+    return sorted(jobs, key=lambda j: (j.sequence, j.window.start if j.window else 0.0, j.job_id))
