@@ -1,0 +1,151 @@
+"""``create_app(ctx) -> FastAPI``: the API, the feed, the public endpoints and pages.
+
+The app owns no client of its own: the composition root (``gateway.cli``)
+builds store, bus and gateway, and hands them in through ``AppContext``, so
+tests build an app around in-memory parts with no process to start.
+"""
+
+from __future__ import annotations
+
+import time
+from importlib import resources
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from dispatcher_feed.auth import COOKIE, SESSION_MAX_AGE_S
+from dispatcher_feed.context import AppContext
+from dispatcher_feed.routes import ApiError, api
+from dispatcher_feed.schemas import SessionIn
+from gateway import codec
+from gateway.errors import BadPayload
+
+PAGE_HEADERS = {
+    "Cache-Control": "no-store",
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": (
+        "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+        "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+    ),
+}
+
+
+def create_app(ctx: AppContext) -> FastAPI:
+    app = FastAPI(
+        title="FieldTrack",
+        version="1",
+        summary="Real-time telematics gateway for field-service fleets",
+    )
+    app.state.ctx = ctx
+    app.include_router(api)
+    _errors(app)
+    _public(app, ctx)
+    return app
+
+
+def _errors(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def api_error(_: Request, exc: ApiError) -> JSONResponse:
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
+        body = {"error": exc.code, "reason": exc.reason}
+        return JSONResponse(body, status_code=exc.status_code, headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
+        first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
+        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
+        reason = f"{where}: {first.get('msg')}" if where else str(first.get("msg"))
+        detail = [{"loc": list(e.get("loc", ())), "msg": e.get("msg")} for e in errors]
+        return JSONResponse(
+            {"error": "invalid_request", "reason": reason, "detail": detail}, status_code=422
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return JSONResponse({"error": code, "reason": str(exc.detail)}, exc.status_code)
+
+
+def _public(app: FastAPI, ctx: AppContext) -> None:
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", include_in_schema=False)
+    async def readyz() -> JSONResponse:
+        ok = await ctx.ready()
+        return JSONResponse({"ready": ok}, status_code=200 if ok else 503)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> PlainTextResponse:
+        return PlainTextResponse(
+            ctx.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8"
+        )
+
+    @app.api_route("/osmand", methods=["GET", "POST"])
+    async def osmand(request: Request) -> JSONResponse:
+        """Traccar Client / OsmAnd: query, form, or Traccar Client 9+ JSON."""
+        now = time.time()
+        try:
+            fix = await _osmand_fix(request, now)
+        except BadPayload as exc:
+            ctx.metrics.reject(exc.code)
+            return JSONResponse({"error": exc.code, "reason": exc.reason}, status_code=400)
+        summary = await ctx.gateway.ingest_fixes([fix])
+        return JSONResponse({"accepted": summary.accepted, "duplicates": summary.duplicates})
+
+    @app.post("/session", include_in_schema=False)
+    async def login(body: SessionIn) -> Response:
+        if not ctx.keys.check_key(body.api_key):
+            raise ApiError(401, "unauthorized", "wrong API key")
+        response = JSONResponse({"ok": True})
+        response.set_cookie(
+            COOKIE, ctx.keys.issue_session(body.api_key), max_age=SESSION_MAX_AGE_S,
+            httponly=True, samesite="strict", secure=ctx.settings.base_url.startswith("https"),
+        )  # fmt: skip
+        return response
+
+    @app.delete("/session", include_in_schema=False)
+    async def logout() -> Response:
+        response = JSONResponse({"ok": True})
+        response.delete_cookie(COOKIE)
+        return response
+
+    @app.get("/", include_in_schema=False)
+    async def dispatcher_page() -> HTMLResponse:
+        return HTMLResponse(_static("index.html"), headers=PAGE_HEADERS)
+
+    @app.get("/static/{name}", include_in_schema=False)
+    async def static(name: str) -> Response:
+        types = {".js": "text/javascript", ".css": "text/css"}
+        suffix = name[name.rfind(".") :] if "." in name else ""
+        if suffix not in types or "/" in name or name.startswith("."):
+            raise ApiError(404, "not_found", "no such file")
+        try:
+            body = _static(name)
+        except FileNotFoundError:
+            raise ApiError(404, "not_found", "no such file") from None
+        return Response(body, media_type=types[suffix], headers={"Cache-Control": "no-cache"})
+
+
+async def _osmand_fix(request: Request, now: float) -> Any:
+    params: dict[str, str] = dict(request.query_params)
+    if request.method == "POST":
+        content_type = request.headers.get("content-type", "")
+        if content_type.startswith("application/json"):
+            try:
+                return codec.decode_traccar_json(codec.decode_any(await request.body()), now)
+            except BadPayload:
+                raise
+        form = await request.form()
+        params |= {k: v for k, v in form.items() if isinstance(v, str)}
+    return codec.decode_osmand(params, now)
+
+
+def _static(name: str) -> str:
+    return (resources.files("dispatcher_feed") / "static" / name).read_text(encoding="utf-8")

@@ -1,0 +1,80 @@
+"""Request bodies of the HTTP API, validated by FastAPI (pydantic) into 422s with reasons."""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Id = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
+Lat = Annotated[float, Field(ge=-90, le=90, allow_inf_nan=False)]
+Lon = Annotated[float, Field(ge=-180, le=180, allow_inf_nan=False)]
+EpochS = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+
+
+class TechnicianIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: Annotated[str, Field(min_length=1, max_length=200)]
+    device_ids: Annotated[list[Id], Field(max_length=32)] = []
+    skills: Annotated[list[Annotated[str, Field(max_length=64)]], Field(max_length=64)] = []
+
+
+class SiteIn(BaseModel):
+    lat: Lat
+    lon: Lon
+    radius_m: Annotated[float, Field(gt=0, le=5000, allow_inf_nan=False)] = 100.0
+
+    @model_validator(mode="after")
+    def not_null_island(self) -> SiteIn:
+        if self.lat == 0 and self.lon == 0:
+            raise ValueError("site at lat=0, lon=0 is almost certainly a missing location")
+        return self
+
+
+class WindowIn(BaseModel):
+    start: EpochS
+    end: EpochS
+
+    @model_validator(mode="after")
+    def ordered(self) -> WindowIn:
+        if self.end < self.start:
+            raise ValueError("window.end is before window.start")
+        return self
+
+
+class CustomerIn(BaseModel):
+    name: Annotated[str, Field(max_length=200)] = ""
+    ref: Annotated[str | None, Field(max_length=200)] = None
+
+
+class JobIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    technician_id: Id | None = None
+    site: SiteIn
+    window: WindowIn | None = None
+    planned_duration_s: Annotated[float, Field(ge=0, le=7 * 86400, allow_inf_nan=False)] = 1800
+    sequence: Annotated[int, Field(ge=0)] = 0
+    customer: CustomerIn = CustomerIn()
+    priority: Literal["normal", "urgent"] = "normal"
+
+
+class StatusIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    status: Literal["en_route", "on_site", "paused", "resumed", "done", "cancelled", "failed"]
+    ts: EpochS | None = None
+    note: Annotated[str | None, Field(max_length=1000)] = None
+
+
+class PositionsIn(BaseModel):
+    device_id: Id
+    # Items are validated by the gateway's codec, exactly as over MQTT.
+    positions: Annotated[list[Any], Field(min_length=1, max_length=1000)]
+
+
+class SessionIn(BaseModel):
+    api_key: Annotated[str, Field(min_length=1, max_length=512)]
+
+
+def finite(value: float | None) -> float | None:
+    return None if value is None or not math.isfinite(value) else value

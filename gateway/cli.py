@@ -1,0 +1,123 @@
+"""``fieldtrack run | demo | simulate``: parse options into Settings and start things.
+
+Every option also reads from ``FIELDTRACK_<OPTION>`` (CONTRACT "Command line").
+uvloop is chosen here, once, and nowhere else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import secrets
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import uvloop
+
+from gateway.errors import ConfigError
+from gateway.settings import Settings
+
+
+def _env(name: str, default: Any = None) -> Any:
+    return os.environ.get(f"FIELDTRACK_{name.upper()}", default)
+
+
+def _gateway_options(p: argparse.ArgumentParser, demo: bool) -> None:
+    if not demo:
+        p.add_argument("--mqtt", help="broker URL, mqtt://host:port or mqtts://user:pass@host:port")
+        p.add_argument("--redis", help="redis://host:port/db (default: state in memory)")
+        p.add_argument("--mqtt-protocol", choices=["5", "3.1.1", "auto"])
+        p.add_argument("--mqtt-client-id", help="stable id: the broker keeps its session")
+        p.add_argument("--mqtt-ca-file", help="CA bundle for mqtts://")
+        p.add_argument("--share-group", help="MQTT 5 shared subscription group for several workers")
+    p.add_argument("--http", help="host:port of the API and pages (default 127.0.0.1:8080)")
+    p.add_argument("--api-key", action="append", dest="api_keys", help="repeatable")
+    p.add_argument("--topic-prefix", help="default: fleet")
+    p.add_argument("--public-url", help="base URL used in links the gateway hands out")
+    p.add_argument("--history-per-device", type=int)
+    p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fieldtrack", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="the gateway and API against a real broker")
+    _gateway_options(run, demo=False)
+    demo = sub.add_parser("demo", help="everything on one machine, nothing to install")
+    _gateway_options(demo, demo=True)
+    demo.add_argument("--broker-port", type=int, default=int(_env("broker_port", 1884)))
+    demo.add_argument("--technicians", type=int, default=int(_env("technicians", 20)))
+    demo.add_argument("--seed", type=int, default=int(_env("seed", 7)))
+    demo.add_argument(
+        "--duration", type=float, default=_env("duration"), help="stop after N seconds"
+    )
+    simulate = sub.add_parser("simulate", help="drive a simulated fleet against a broker")
+    from simulators.cli import add_arguments
+
+    add_arguments(simulate)
+    return parser
+
+
+def settings_from(args: argparse.Namespace, **overrides: Any) -> Settings:
+    names = (
+        "mqtt", "redis", "mqtt_protocol", "mqtt_client_id", "mqtt_ca_file", "share_group",
+        "http", "api_keys", "topic_prefix", "public_url", "history_per_device", "log_level",
+    )  # fmt: skip
+    options = {n: getattr(args, n, None) for n in names}
+    options.update(overrides)
+    return Settings.from_env(os.environ, **options)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "simulate":
+            from simulators.cli import run_from_args
+
+            code: int = uvloop.run(run_from_args(args))
+            return code
+        if args.command == "demo":
+            from gateway.demo import demo
+
+            settings = settings_from(
+                args,
+                mqtt=f"mqtt://127.0.0.1:{args.broker_port}",
+                mqtt_protocol="3.1.1",
+                api_keys=args.api_keys or _env("api_key") or [secrets.token_urlsafe(18)],
+            )
+            _logging(settings)
+            code = uvloop.run(demo(settings, args.technicians, args.seed, args.duration))
+            return code
+        settings = settings_from(args)
+        if not settings.api_keys:
+            raise ConfigError("give at least one --api-key (or FIELDTRACK_API_KEY)")
+        _logging(settings)
+        uvloop.run(_run(settings))
+        return 0
+    except ConfigError as exc:
+        print(f"fieldtrack: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+async def _run(settings: Settings) -> None:
+    from gateway.server import build_runtime, serve
+
+    runtime = await build_runtime(settings)
+    logging.getLogger("fieldtrack").info(
+        "FieldTrack on %s, broker %s", settings.base_url, settings.mqtt_url.host
+    )
+    await serve(runtime)
+
+
+def _logging(settings: Settings) -> None:
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
