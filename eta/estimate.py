@@ -1,0 +1,216 @@
+"""ETA of every remaining job of a technician's tour, with spread, lateness and slack.
+
+The cascade, stop by stop in tour order (done, cancelled and failed stops are skipped):
+
+* a stop being worked (``on_site``, ``paused``, ``resumed``): its ETA is ``arrived_at``
+  (``now`` if unknown); it is left after the remaining on-site time, counted from ``now``.
+  A paused job is assumed to resume now -- the most optimistic reading; every later fix
+  moves the estimate on, and the overrun/late-risk alerts catch a long pause.
+* any other stop: arrival = previous departure + travel time, the first leg starting at
+  the technician's position; departure = max(arrival, window start) + planned duration.
+
+Origin of the first leg when ``position`` is None: the site of the last visited (done or
+failed) stop before the first remaining one -- where the technician was last known to be.
+With neither, no travel can be estimated: the ETAs computed so far (on-site stops only) are
+returned and the rest are left out rather than guessed.
+
+Uncertainty: variances add along the tour (travel legs from the speed model, on-site
+durations with ``EstimateConfig.onsite_cv``). Waiting for a window to open absorbs part
+of the spread (the variance of max(arrival, window start) for a normal arrival). The spread
+of each ETA is fitted as a log-normal over the time remaining until it (skewed: a job can
+be much later than predicted, never before now); ``late_probability`` comes from the same
+fit.
+
+``delay_s`` is signed, like GTFS-realtime's delay: ``eta - window_end``; positive = predicted
+lateness, negative = slack before the window closes; 0.0 when the job has no window end.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from math import sqrt
+
+from eta.speeds import SpeedModel
+from eta.stats import lognormal_p10_p90, lognormal_sf, var_after_wait
+
+STATES = frozenset(
+    {"planned", "en_route", "on_site", "paused", "resumed", "done", "cancelled", "failed"}
+)
+ON_SITE_STATES = frozenset({"on_site", "paused", "resumed"})
+CLOSED_STATES = frozenset({"done", "cancelled", "failed"})
+VISITED_STATES = frozenset({"done", "failed"})
+
+
+@dataclass(frozen=True)
+class TourStop:
+    """One job of a tour as the estimator needs it (times are epoch seconds).
+
+    ``paused_s``: pauses already ended; ``paused_since``: start of the current pause when
+    ``state == "paused"`` (its time so far is also not work).
+    """
+
+    job_id: str
+    lat: float
+    lon: float
+    window_start: float | None
+    window_end: float | None
+    planned_duration_s: float
+    state: str
+    arrived_at: float | None = None
+    paused_s: float = 0.0
+    paused_since: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.state not in STATES:
+            raise ValueError(f"unknown job state {self.state!r}")
+        if self.planned_duration_s < 0:
+            raise ValueError("planned_duration_s must be >= 0")
+
+
+@dataclass(frozen=True)
+class JobEta:
+    """Prediction for one remaining job.
+
+    ``eta``: arrival (``arrived_at`` once on site); ``eta_p10``/``eta_p90``: its spread;
+    ``departure``: predicted end of the job; ``delay_s``: signed, see the module docstring;
+    ``late_probability``: P(arrival > window end), 0 without a window end;
+    ``remaining_onsite_s``: on-site time still to come (the planned duration before arrival).
+    """
+
+    job_id: str
+    eta: float
+    eta_p10: float
+    eta_p90: float
+    departure: float
+    delay_s: float
+    late_probability: float
+    remaining_onsite_s: float
+
+
+@dataclass(frozen=True)
+class EstimateConfig:
+    """``onsite_cv``: spread of a job's duration relative to it. A job is never predicted to
+    end in less than ``max(min_remaining_s, min_remaining_frac x planned)`` (capped at the
+    planned duration): the end of the plan is not the end of the work, and the floor keeps an
+    overrunning job from pulling the next ETAs into the past."""
+
+    onsite_cv: float = 0.25
+    min_remaining_s: float = 60.0
+    min_remaining_frac: float = 0.1
+
+
+DEFAULT_CONFIG = EstimateConfig()
+
+
+def onsite_elapsed_s(stop: TourStop, now: float) -> float:
+    """Seconds of work so far on a stop: time since arrival minus pauses (0 if not arrived)."""
+    if stop.arrived_at is None:
+        return 0.0
+    paused = stop.paused_s
+    if stop.state == "paused" and stop.paused_since is not None:
+        paused += max(0.0, now - stop.paused_since)
+    return max(0.0, now - stop.arrived_at - paused)
+
+
+def remaining_onsite_s(stop: TourStop, now: float, cfg: EstimateConfig = DEFAULT_CONFIG) -> float:
+    """Predicted on-site time left on a stop being worked."""
+    planned = stop.planned_duration_s
+    floor = min(planned, max(cfg.min_remaining_s, cfg.min_remaining_frac * planned))
+    return max(planned - onsite_elapsed_s(stop, now), floor)
+
+
+def _start_origin(
+    position: tuple[float, float] | None, stops: Sequence[TourStop]
+) -> tuple[float, float] | None:
+    if position is not None:
+        return position
+    origin = None
+    for stop in stops:
+        if stop.state in VISITED_STATES:
+            origin = (stop.lat, stop.lon)
+        elif stop.state not in CLOSED_STATES:
+            break
+    return origin
+
+
+def _late_probability(
+    now: float, eta: float, sd: float, window_end: float | None, arrived: bool
+) -> float:
+    if window_end is None:
+        return 0.0
+    if arrived:
+        return 1.0 if eta > window_end else 0.0
+    return lognormal_sf(eta - now, sd, window_end - now)
+
+
+def estimate_tour(
+    now: float,
+    position: tuple[float, float] | None,
+    stops: Sequence[TourStop],
+    model: SpeedModel,
+    cfg: EstimateConfig = DEFAULT_CONFIG,
+) -> list[JobEta]:
+    """ETAs of the remaining stops, in tour order (see the module docstring for the rules)."""
+    origin = _start_origin(position, stops)
+    cursor = now  # when the technician is free to leave for the next stop
+    var = 0.0  # variance of ``cursor``
+    out: list[JobEta] = []
+    for stop in stops:
+        if stop.state in CLOSED_STATES:
+            continue
+        if stop.state in ON_SITE_STATES:
+            eta = stop.arrived_at if stop.arrived_at is not None else now
+            remaining = remaining_onsite_s(stop, now, cfg)
+            departure = max(cursor, now) + remaining
+            sd_arrival = 0.0
+            arrived = True
+        else:
+            if origin is None:
+                break
+            tt = model.travel_time(origin[0], origin[1], stop.lat, stop.lon, cursor)
+            eta = cursor + tt.mean_s
+            var += tt.sd_s * tt.sd_s
+            sd_arrival = sqrt(var)
+            remaining = stop.planned_duration_s
+            start = eta
+            if stop.window_start is not None and stop.window_start > eta:
+                start = stop.window_start
+            if stop.window_start is not None:
+                var = var_after_wait(eta, sd_arrival, stop.window_start)
+            departure = start + remaining
+            arrived = False
+        var += (cfg.onsite_cv * remaining) ** 2
+        out.append(_job_eta(now, stop, eta, sd_arrival, departure, remaining, arrived))
+        origin = (stop.lat, stop.lon)
+        cursor = departure
+    return out
+
+
+def _job_eta(
+    now: float,
+    stop: TourStop,
+    eta: float,
+    sd: float,
+    departure: float,
+    remaining: float,
+    arrived: bool,
+) -> JobEta:
+    if arrived or sd <= 0.0:
+        p10 = p90 = eta
+    else:
+        lo, hi = lognormal_p10_p90(eta - now, sd)
+        p10, p90 = now + lo, now + hi
+        # Float rounding of now + x must not put the mean outside its own spread.
+        p10, p90 = min(p10, eta), max(p90, eta)
+    we = stop.window_end
+    return JobEta(
+        job_id=stop.job_id,
+        eta=eta,
+        eta_p10=p10,
+        eta_p90=p90,
+        departure=departure,
+        delay_s=eta - we if we is not None else 0.0,
+        late_probability=_late_probability(now, eta, sd, we, arrived),
+        remaining_onsite_s=remaining,
+    )

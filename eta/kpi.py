@@ -1,0 +1,279 @@
+"""Fleet KPIs from finished work: punctuality, SLA, ETA accuracy, km, on-site time, throughput.
+
+Pure: records in, a JSON-ready dict out (rates are None when nothing was measurable).
+What ``GET /api/v1/kpis`` answers; the store supplies the records, this module the arithmetic.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from eta.geo import haversine_m
+from eta.stats import percentile
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    """One job as it ended up (or stands now).
+
+    ``state``: its last state (``done``, ``failed``, ``cancelled`` or still open);
+    ``arrived_at``: first arrival on site; ``finished_at``: time of ``done``/``failed``;
+    ``paused_s``: pauses while on site; ``visits``: on-site visits this job took;
+    ``follow_up_of``: the job this one revisits (a second visit for the same request).
+    """
+
+    job_id: str
+    technician_id: str
+    state: str
+    window_start: float | None
+    window_end: float | None
+    arrived_at: float | None
+    finished_at: float | None
+    paused_s: float = 0.0
+    visits: int = 1
+    follow_up_of: str | None = None
+
+
+@dataclass(frozen=True)
+class EtaPrediction:
+    """An ETA published at ``predicted_at`` for a job that really arrived at ``actual_arrival``."""
+
+    job_id: str
+    predicted_at: float
+    predicted_eta: float
+    actual_arrival: float
+
+
+@dataclass(frozen=True)
+class FixRecord:
+    """One stored position of a technician's device."""
+
+    technician_id: str
+    ts: float
+    lat: float
+    lon: float
+
+
+@dataclass(frozen=True)
+class KpiConfig:
+    """``sla_grace_s``: a job is SLA-compliant if done by window end + grace.
+    ``horizons_s``: ETA error is scored for the prediction standing this long before the
+    actual arrival, if made no more than ``horizon_tolerance_s`` earlier still.
+    ``jitter_m``: movements shorter than this from the last counted point are GPS noise, not
+    driving. ``max_speed_mps``: a fix implying a faster jump is an outlier and skipped.
+    ``tz_offset_s``: local time for "per day"."""
+
+    sla_grace_s: float = 0.0
+    horizons_s: tuple[float, ...] = (1800.0, 600.0)
+    horizon_tolerance_s: float = 300.0
+    jitter_m: float = 25.0
+    max_speed_mps: float = 60.0
+    tz_offset_s: int = 0
+
+
+DEFAULT_KPI_CONFIG = KpiConfig()
+
+
+def compute_kpis(
+    jobs: Iterable[JobRecord],
+    predictions: Iterable[EtaPrediction] = (),
+    fixes: Iterable[FixRecord] = (),
+    cfg: KpiConfig = DEFAULT_KPI_CONFIG,
+    *,
+    since: float | None = None,
+    until: float | None = None,
+    technician_id: str | None = None,
+) -> dict[str, Any]:
+    """All KPIs over jobs, predictions and fixes within [since, until) and one technician.
+
+    A job belongs to the period by its arrival (else its finish, else its window start);
+    a prediction by its job; a fix by its time.
+    """
+    picked = [j for j in jobs if _job_in(j, since, until, technician_id)]
+    ids = {j.job_id for j in picked}
+    return {
+        "jobs": len(picked),
+        "punctuality": punctuality(picked),
+        "sla": sla_compliance(picked, cfg.sla_grace_s),
+        "eta_error": eta_error([p for p in predictions if p.job_id in ids], cfg),
+        "km_driven": km_driven(
+            [
+                f
+                for f in fixes
+                if (technician_id is None or f.technician_id == technician_id)
+                and (since is None or f.ts >= since)
+                and (until is None or f.ts < until)
+            ],
+            cfg,
+        ),
+        "onsite": onsite_time(picked),
+        "jobs_per_technician_day": jobs_per_technician_day(picked, cfg.tz_offset_s),
+        "first_visit_completion": first_visit_completion(picked),
+    }
+
+
+def _job_in(j: JobRecord, since: float | None, until: float | None, tech: str | None) -> bool:
+    if tech is not None and j.technician_id != tech:
+        return False
+    ref = next((t for t in (j.arrived_at, j.finished_at, j.window_start) if t is not None), None)
+    if ref is None:
+        return since is None and until is None
+    return (since is None or ref >= since) and (until is None or ref < until)
+
+
+def _rate(k: int, n: int) -> float | None:
+    return k / n if n else None
+
+
+def punctuality(jobs: Sequence[JobRecord]) -> dict[str, Any]:
+    """Arrivals within their window, among arrived jobs that had a window."""
+    early = late = on_time = 0
+    for j in jobs:
+        if j.arrived_at is None or (j.window_start is None and j.window_end is None):
+            continue
+        if j.window_start is not None and j.arrived_at < j.window_start:
+            early += 1
+        elif j.window_end is not None and j.arrived_at > j.window_end:
+            late += 1
+        else:
+            on_time += 1
+    n = early + late + on_time
+    return {
+        "arrivals": n,
+        "on_time": on_time,
+        "early": early,
+        "late": late,
+        "rate": _rate(on_time, n),
+    }
+
+
+def sla_compliance(jobs: Sequence[JobRecord], grace_s: float = 0.0) -> dict[str, Any]:
+    """Jobs done by window end + grace, among non-cancelled jobs with a window end."""
+    due = met = 0
+    for j in jobs:
+        if j.state == "cancelled" or j.window_end is None:
+            continue
+        due += 1
+        finished = j.finished_at
+        if j.state == "done" and finished is not None and finished <= j.window_end + grace_s:
+            met += 1
+    return {"due": due, "met": met, "rate": _rate(met, due)}
+
+
+def eta_error(
+    predictions: Sequence[EtaPrediction], cfg: KpiConfig = DEFAULT_KPI_CONFIG
+) -> dict[str, Any]:
+    """Absolute ETA error of the prediction standing at each horizon before arrival.
+
+    Per job and horizon H, the latest prediction made in [arrival - H - tolerance, arrival - H]
+    is scored; ``bias_s`` is the mean signed error (positive = predicted too late).
+    """
+    by_job: dict[str, list[EtaPrediction]] = defaultdict(list)
+    for p in predictions:
+        by_job[p.job_id].append(p)
+    out: dict[str, Any] = {}
+    for horizon in cfg.horizons_s:
+        errors: list[float] = []
+        for preds in by_job.values():
+            best: EtaPrediction | None = None
+            for p in preds:
+                lead = p.actual_arrival - p.predicted_at
+                if horizon <= lead <= horizon + cfg.horizon_tolerance_s and (
+                    best is None or p.predicted_at > best.predicted_at
+                ):
+                    best = p
+            if best is not None:
+                errors.append(best.predicted_eta - best.actual_arrival)
+        out[f"{horizon / 60:g}min"] = _error_stats(errors)
+    return out
+
+
+def _error_stats(errors: list[float]) -> dict[str, Any]:
+    if not errors:
+        return {"count": 0, "mae_s": None, "p50_s": None, "p90_s": None, "bias_s": None}
+    absolute = sorted(abs(e) for e in errors)
+    return {
+        "count": len(errors),
+        "mae_s": sum(absolute) / len(absolute),
+        "p50_s": percentile(absolute, 50.0),
+        "p90_s": percentile(absolute, 90.0),
+        "bias_s": sum(errors) / len(errors),
+    }
+
+
+def km_driven(fixes: Sequence[FixRecord], cfg: KpiConfig = DEFAULT_KPI_CONFIG) -> dict[str, Any]:
+    """Distance along each technician's fixes, in km, ignoring jitter and impossible jumps.
+
+    A movement counts once it reaches ``jitter_m`` from the last counted point, so a parked
+    device's wander adds nothing while a drive loses at most ``jitter_m`` at its end.
+    """
+    tracks: dict[str, list[FixRecord]] = defaultdict(list)
+    for f in fixes:
+        tracks[f.technician_id].append(f)
+    by_tech: dict[str, float] = {}
+    for tech, track in sorted(tracks.items()):
+        track.sort(key=lambda f: f.ts)
+        anchor = track[0]
+        metres = 0.0
+        for f in track[1:]:
+            d = haversine_m(anchor.lat, anchor.lon, f.lat, f.lon)
+            dt = f.ts - anchor.ts
+            if d < cfg.jitter_m or (dt > 0 and d / dt > cfg.max_speed_mps) or dt <= 0:
+                continue
+            metres += d
+            anchor = f
+        by_tech[tech] = metres / 1000.0
+    return {"total": sum(by_tech.values()), "by_technician": by_tech}
+
+
+def onsite_time(jobs: Sequence[JobRecord]) -> dict[str, Any]:
+    """Seconds worked on site (arrival to finish minus pauses) of finished jobs."""
+    by_tech: dict[str, float] = defaultdict(float)
+    n = 0
+    for j in jobs:
+        if j.arrived_at is None or j.finished_at is None:
+            continue
+        by_tech[j.technician_id] += max(0.0, j.finished_at - j.arrived_at - j.paused_s)
+        n += 1
+    total = sum(by_tech.values())
+    return {
+        "total_s": total,
+        "jobs": n,
+        "mean_per_job_s": total / n if n else None,
+        "by_technician": dict(sorted(by_tech.items())),
+    }
+
+
+def jobs_per_technician_day(jobs: Sequence[JobRecord], tz_offset_s: int = 0) -> dict[str, Any]:
+    """Done jobs per technician per working day (a local day with any arrival or finish)."""
+    days: dict[str, set[int]] = defaultdict(set)
+    done: dict[str, int] = defaultdict(int)
+    for j in jobs:
+        for t in (j.arrived_at, j.finished_at):
+            if t is not None:
+                days[j.technician_id].add(int((t + tz_offset_s) // 86400))
+        if j.state == "done":
+            done[j.technician_id] += 1
+    by_tech = {t: done[t] / len(d) for t, d in sorted(days.items())}
+    n_days = sum(len(d) for d in days.values())
+    return {
+        "mean": sum(done.values()) / n_days if n_days else None,
+        "technician_days": n_days,
+        "by_technician": by_tech,
+    }
+
+
+def first_visit_completion(jobs: Sequence[JobRecord]) -> dict[str, Any]:
+    """Share of done requests finished in one visit with no follow-up job booked after them."""
+    revisited = {j.follow_up_of for j in jobs if j.follow_up_of is not None}
+    done = first = 0
+    for j in jobs:
+        if j.state != "done" or j.follow_up_of is not None:
+            continue
+        done += 1
+        if j.visits == 1 and j.job_id not in revisited:
+            first += 1
+    return {"done": done, "first_visit": first, "rate": _rate(first, done)}

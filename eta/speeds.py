@@ -1,0 +1,528 @@
+"""Travel-time model learned online from the fleet's own fixes.
+
+Every pair of consecutive fixes of a moving device is one speed sample. Samples are kept as
+exponentially weighted means and variances per H3 cell, at four levels of detail:
+
+* cell, all hours           -- where the fleet drove at all;
+* cell, hour of day         -- the daily congestion profile, learned after one day;
+* cell, hour of week        -- weekday/weekend differences, learned after one week;
+* cell, live                -- a time-decaying mean (``live_tau_s``) that sees today's incident.
+
+A query blends them coarse to fine, each level shrunk toward the one above it by
+``SpeedPrior.weight`` pseudo-observations, so a cell with thin data falls back to its
+coarser levels and, with no data at all, to the configured prior speed of its area.
+A road-detour factor (path length over straight-line distance) is learned from whole trips.
+
+Resolution: H3 res 8 (cells of ~0.74 km², ~0.9 km across). A technician at urban speeds
+crosses one in about 100 s, so a pass yields ~10 samples at typical 5-15 s fix intervals --
+enough for a mean -- while cells are still small enough to tell a ring road from the old
+town. Res 9 (0.1 km²) would split each pass into one or two noisy samples per cell and
+multiply the data the fleet needs by seven; res 7 (5 km²) mixes arterials with side streets.
+
+Travel time along a leg = straight-line distance x detour / speed, with the speed of each
+equal piece of the leg read from the cell at its centre (pieces of ``sample_spacing_m``).
+Why a harmonic sum: time is distance over speed piece by piece, not over an average speed.
+Samples are weighted by their duration (``dt / obs_unit_s``): a time-weighted mean of speed
+is total distance over total time, whatever the fix interval.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from math import ceil, exp, sqrt
+from pathlib import Path
+from typing import Any, Protocol
+
+import h3.api.basic_int as h3
+
+from eta.geo import haversine_m, points_along
+from eta.stats import lognormal_p10_p90
+
+SNAPSHOT_VERSION = 1
+AREA_RES = 5
+
+
+class SnapshotError(ValueError):
+    """A snapshot cannot be restored (wrong version, wrong resolution, malformed)."""
+
+
+@dataclass(frozen=True)
+class SpeedPrior:
+    """What the model believes before (and while) the fleet teaches it.
+
+    ``speed_mps``: free-flow urban speed used where nothing better is known (8.3 m/s = 30 km/h).
+    ``area_speeds``: overrides keyed by H3 res-5 cell (int or hex string; ~250 km² areas),
+    e.g. a higher speed for a rural district. ``detour_factor``: road path over straight
+    line. ``weight``: how many (10-second) observations the prior is worth at every level
+    of the blend. ``speed_cv``: spread of sampled speeds around the mean assumed by the
+    prior. ``mean_cv``: how far off the prior mean itself may be -- shrinks with data.
+    ``detour_cv`` and ``detour_weight``: the same for the detour factor (weight in trips).
+    """
+
+    speed_mps: float = 8.3
+    area_speeds: Mapping[int | str, float] = field(default_factory=dict)
+    detour_factor: float = 1.35
+    weight: float = 5.0
+    speed_cv: float = 0.5
+    mean_cv: float = 0.3
+    detour_cv: float = 0.15
+    detour_weight: float = 3.0
+
+    def __post_init__(self) -> None:
+        if self.speed_mps <= 0 or self.detour_factor < 1.0 or self.weight <= 0:
+            raise ValueError("speed_mps and weight must be > 0, detour_factor >= 1")
+        areas: dict[int, float] = {}
+        for key, speed in self.area_speeds.items():
+            cell = h3.str_to_int(key) if isinstance(key, str) else key
+            if not h3.is_valid_cell(cell) or h3.get_resolution(cell) != AREA_RES:
+                raise ValueError(f"area {key!r} is not an H3 res-{AREA_RES} cell")
+            if speed <= 0:
+                raise ValueError(f"area {key!r}: speed must be > 0")
+            areas[cell] = float(speed)
+        # Normalised once so the hot path looks up plain ints.
+        object.__setattr__(self, "area_speeds", areas)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """How samples are taken and how travel times are read.
+
+    ``cell_res``/``tz_offset_s`` define the keys of learned data (the hour of week is local
+    time = UTC + offset; a snapshot only restores into the same pair). ``alpha``: smallest
+    EWMA step per observation, i.e. the stats remember roughly the last ``1/alpha``
+    observations. Pairs of fixes further apart than ``max_gap_s`` or closer than
+    ``min_gap_s``, faster than ``max_speed_mps``, slower than ``stop_speed_mps`` (a stop)
+    or moving less than ``min_move_m`` (GPS jitter) teach nothing. ``obs_unit_s``: the
+    duration one observation stands for; ``max_obs_weight`` caps a single long pair.
+    ``live_tau_s``: decay time of the live level (0 disables it); ``live_gain``: a fresh
+    observation outweighs this many old ones, being about today's traffic. Legs are read every
+    ``sample_spacing_m`` with at most ``max_samples`` pieces; ``trip_cv_scale`` converts the
+    spread of 10-second speeds into the spread of a whole leg (short-term variation averages
+    out along a trip). Trips shorter than ``trip_min_straight_m`` or with a ratio above
+    ``trip_max_ratio`` (errands, loops) do not teach the detour factor.
+    """
+
+    cell_res: int = 8
+    tz_offset_s: int = 0
+    alpha: float = 0.02
+    max_gap_s: float = 600.0
+    min_gap_s: float = 1.0
+    max_speed_mps: float = 60.0
+    stop_speed_mps: float = 1.0
+    min_move_m: float = 5.0
+    obs_unit_s: float = 10.0
+    max_obs_weight: float = 12.0
+    live_tau_s: float = 900.0
+    live_gain: float = 4.0
+    sample_spacing_m: float = 1000.0
+    max_samples: int = 8
+    trip_cv_scale: float = 0.5
+    trip_min_straight_m: float = 200.0
+    trip_max_ratio: float = 3.0
+    leg_cache_size: int = 4096
+
+
+@dataclass(frozen=True)
+class TravelTime:
+    """Predicted duration of one leg, seconds, with its spread and path length in metres."""
+
+    mean_s: float
+    p10_s: float
+    p90_s: float
+    sd_s: float
+    distance_m: float
+
+
+@dataclass(frozen=True)
+class RouteLeg:
+    """A road route from a routing engine: path length and free-flow duration."""
+
+    distance_m: float
+    duration_s: float
+
+
+class RoutingPrior(Protocol):
+    """An OSRM/Valhalla-style engine used as a prior for a leg.
+
+    Called synchronously on the estimate path, so an adapter answers from its own cache
+    (filled in the background by whoever owns the HTTP client) and returns None on a miss;
+    the learned model then falls back to straight line x detour.
+    """
+
+    def route(self, lat1: float, lon1: float, lat2: float, lon2: float) -> RouteLeg | None: ...
+
+
+class _Stat:
+    """Weighted EWMA mean and variance; ``n`` counts observations (never decays)."""
+
+    __slots__ = ("mean", "n", "var")
+
+    def __init__(self, n: float = 0.0, mean: float = 0.0, var: float = 0.0) -> None:
+        self.n = n
+        self.mean = mean
+        self.var = var
+
+    def add(self, x: float, w: float, alpha: float) -> None:
+        self.n += w
+        # A plain running mean until 1/alpha observations, then an EWMA (West's update).
+        a = w / self.n
+        floor = alpha * w
+        if a < floor:
+            a = floor if floor < 1.0 else 1.0
+        d = x - self.mean
+        self.mean += a * d
+        self.var = (1.0 - a) * (self.var + a * d * d)
+
+    def dump(self) -> list[float]:
+        return [self.n, self.mean, self.var]
+
+
+class _Cell:
+    """Everything learned about one H3 cell."""
+
+    __slots__ = ("all", "hod", "how", "live_mean", "live_n", "live_ts")
+
+    def __init__(self) -> None:
+        self.all = _Stat()
+        self.hod: dict[int, _Stat] = {}
+        self.how: dict[int, _Stat] = {}
+        self.live_n = 0.0
+        self.live_mean = 0.0
+        self.live_ts = 0.0
+
+    def add_live(self, v: float, w: float, ts: float, tau: float) -> None:
+        if self.live_n > 0.0:
+            age = ts - self.live_ts
+            # A late pair (older than the newest) still counts, without rewinding time.
+            if age > 0.0:
+                self.live_n *= exp(-age / tau)
+                self.live_ts = ts
+        else:
+            self.live_ts = ts
+        self.live_n += w
+        self.live_mean += (w / self.live_n) * (v - self.live_mean)
+
+
+_Leg = tuple[float, tuple[tuple[int, float], ...]]
+"""A leg's straight-line length and its sample cells with their area prior speeds."""
+
+
+def hour_of_week(ts: float, tz_offset_s: float = 0.0) -> int:
+    """Hour of week of an epoch time in local time: 0 = Monday 00:00-01:00, 167 = Sunday 23h."""
+    local = ts + tz_offset_s
+    # 1970-01-01 was a Thursday: day 0 is weekday 3 with Monday = 0.
+    day = int(local // 86400.0)
+    return ((day + 3) % 7) * 24 + int(local // 3600.0) % 24
+
+
+def _shrink(
+    prior: float, prior_var: float, w0: float, st: _Stat | None, cap: float
+) -> tuple[float, float, float]:
+    """Count-weighted blend of a stat into its prior: (mean, variance, evidence weight)."""
+    if st is None:
+        return prior, prior_var, 0.0
+    k = st.n if st.n < cap else cap
+    tot = w0 + k
+    return (w0 * prior + k * st.mean) / tot, (w0 * prior_var + k * st.var) / tot, k
+
+
+class SpeedModel:
+    """Online travel-time model of one fleet. Not thread-safe; one owner mutates it.
+
+    ``observe`` costs one haversine, one H3 lookup and four EWMA updates; ``travel_time``
+    caches the cells of each leg, so a tour re-estimated on every fix only pays H3 for the
+    leg that starts at the moving technician.
+    """
+
+    def __init__(
+        self,
+        prior: SpeedPrior | None = None,
+        config: ModelConfig | None = None,
+        routing: RoutingPrior | None = None,
+    ) -> None:
+        self.prior = prior if prior is not None else SpeedPrior()
+        self.config = config if config is not None else ModelConfig()
+        self.routing = routing
+        self._cells: dict[int, _Cell] = {}
+        self._detour = _Stat()
+        self._cap = 1.0 / self.config.alpha
+        self._legs: dict[tuple[float, float, float, float], _Leg] = {}
+
+    # -- learning -----------------------------------------------------------------------
+
+    def observe(
+        self, lat1: float, lon1: float, ts1: float, lat2: float, lon2: float, ts2: float
+    ) -> None:
+        """Learn from two consecutive fixes of one moving device (a no-op for unusable pairs)."""
+        cfg = self.config
+        dt = ts2 - ts1
+        if dt < cfg.min_gap_s or dt > cfg.max_gap_s:
+            return
+        d = haversine_m(lat1, lon1, lat2, lon2)
+        if d < cfg.min_move_m:
+            return
+        v = d / dt
+        if v < cfg.stop_speed_mps or v > cfg.max_speed_mps:
+            return
+        # The midpoint's cell; across the antimeridian the second fix stands in for it.
+        mlon = (lon1 + lon2) * 0.5 if abs(lon2 - lon1) < 180.0 else lon2
+        cell_id = h3.latlng_to_cell((lat1 + lat2) * 0.5, mlon, cfg.cell_res)
+        how = hour_of_week(ts1 + dt * 0.5, cfg.tz_offset_s)
+        w = dt / cfg.obs_unit_s
+        if w > cfg.max_obs_weight:
+            w = cfg.max_obs_weight
+        cell = self._cells.get(cell_id)
+        if cell is None:
+            cell = self._cells[cell_id] = _Cell()
+        alpha = cfg.alpha
+        cell.all.add(v, w, alpha)
+        st = cell.hod.get(how % 24)
+        if st is None:
+            st = cell.hod[how % 24] = _Stat()
+        st.add(v, w, alpha)
+        st = cell.how.get(how)
+        if st is None:
+            st = cell.how[how] = _Stat()
+        st.add(v, w, alpha)
+        if cfg.live_tau_s > 0.0:
+            cell.add_live(v, w, ts2, cfg.live_tau_s)
+
+    def observe_trip(self, straight_m: float, travelled_m: float) -> None:
+        """Learn the detour factor from one trip: path along its fixes over endpoint distance."""
+        cfg = self.config
+        if straight_m < cfg.trip_min_straight_m or travelled_m <= 0.0:
+            return
+        ratio = travelled_m / straight_m
+        if ratio > cfg.trip_max_ratio:
+            return
+        # Fixes cut corners, so a straight road can measure a hair under 1.
+        self._detour.add(max(1.0, ratio), 1.0, cfg.alpha)
+
+    # -- reading ------------------------------------------------------------------------
+
+    def detour(self) -> tuple[float, float]:
+        """Current detour factor and its variance (prior blended with learned trips)."""
+        p = self.prior
+        mean, var, _ = _shrink(
+            p.detour_factor,
+            (p.detour_cv * p.detour_factor) ** 2,
+            p.detour_weight,
+            self._detour,
+            self._cap,
+        )
+        return mean, var
+
+    def speed_at(self, lat: float, lon: float, at_ts: float) -> float:
+        """Blended mean speed (m/s) at a point and time."""
+        cell_id = h3.latlng_to_cell(lat, lon, self.config.cell_res)
+        how = hour_of_week(at_ts, self.config.tz_offset_s)
+        return self._cell_speed(cell_id, self._area_speed(cell_id), how, at_ts)[0]
+
+    def travel_time(
+        self, lat1: float, lon1: float, lat2: float, lon2: float, at_ts: float
+    ) -> TravelTime:
+        """Predicted duration of a drive from point 1 to point 2 starting at ``at_ts``."""
+        key = (lat1, lon1, lat2, lon2)
+        leg = self._legs.get(key)
+        if leg is None:
+            leg = self._leg(key)
+        straight, samples = leg
+        route = self.routing.route(lat1, lon1, lat2, lon2) if self.routing is not None else None
+        override = 0.0
+        if route is not None and route.distance_m > 0.0 and route.duration_s > 0.0:
+            path, dcv2 = route.distance_m, 0.0
+            override = route.distance_m / route.duration_s
+        else:
+            d_mean, d_var = self.detour()
+            path, dcv2 = straight * d_mean, d_var / (d_mean * d_mean)
+        return self._leg_time(path, dcv2, samples, override, at_ts)
+
+    def _leg_time(
+        self,
+        path: float,
+        dcv2: float,
+        samples: tuple[tuple[int, float], ...],
+        override: float,
+        at_ts: float,
+    ) -> TravelTime:
+        piece = path / len(samples)
+        how = hour_of_week(at_ts, self.config.tz_offset_s)
+        w0 = self.prior.weight
+        mean_cv = self.prior.mean_cv
+        t = sd_noise = sd_mean = 0.0
+        for cell_id, area in samples:
+            v, var, support = self._cell_speed(cell_id, override or area, how, at_ts)
+            ti = piece / v
+            t += ti
+            sd_noise += ti * sqrt(var) / v
+            sd_mean += ti * mean_cv * sqrt(w0 / (w0 + support))
+        # Pieces of one leg share weather, traffic and driver: their errors add up linearly.
+        sd_noise *= self.config.trip_cv_scale
+        sd = sqrt(sd_noise * sd_noise + sd_mean * sd_mean + t * t * dcv2)
+        p10, p90 = lognormal_p10_p90(t, sd)
+        return TravelTime(t, p10, p90, sd, path)
+
+    def _leg(self, key: tuple[float, float, float, float]) -> _Leg:
+        cfg = self.config
+        lat1, lon1, lat2, lon2 = key
+        straight = haversine_m(lat1, lon1, lat2, lon2)
+        n = min(cfg.max_samples, max(1, ceil(straight / cfg.sample_spacing_m)))
+        samples = []
+        for lat, lon in points_along(lat1, lon1, lat2, lon2, n):
+            cell_id = h3.latlng_to_cell(lat, lon, cfg.cell_res)
+            samples.append((cell_id, self._area_speed(cell_id)))
+        leg = (straight, tuple(samples))
+        if len(self._legs) >= cfg.leg_cache_size:
+            # Moving positions fill the cache with one-off legs; start over rather than track age.
+            self._legs.clear()
+        self._legs[key] = leg
+        return leg
+
+    def _area_speed(self, cell_id: int) -> float:
+        areas = self.prior.area_speeds
+        if not areas:
+            return self.prior.speed_mps
+        return areas.get(h3.cell_to_parent(cell_id, AREA_RES), self.prior.speed_mps)
+
+    def _cell_speed(
+        self, cell_id: int, area: float, how: int, at_ts: float
+    ) -> tuple[float, float, float]:
+        """(mean speed, variance of sampled speeds, evidence) of a cell at an hour of week."""
+        p = self.prior
+        prior_var = (p.speed_cv * area) ** 2
+        cell = self._cells.get(cell_id)
+        if cell is None:
+            return area, prior_var, 0.0
+        w0, cap = p.weight, self._cap
+        m, var, k1 = _shrink(area, prior_var, w0, cell.all, cap)
+        m, var, k2 = _shrink(m, var, w0, cell.hod.get(how % 24), cap)
+        m, var, k3 = _shrink(m, var, w0, cell.how.get(how), cap)
+        # Coarser levels say less about this very hour, so they count for less evidence.
+        support = k3 + 0.5 * k2 + 0.25 * k1
+        tau = self.config.live_tau_s
+        if tau > 0.0 and cell.live_n > 0.0:
+            age = at_ts - cell.live_ts
+            live = self.config.live_gain * cell.live_n * (exp(-age / tau) if age > 0.0 else 1.0)
+            base = w0 + k3
+            m = (base * m + live * cell.live_mean) / (base + live)
+            support += live
+        return m, var, support
+
+    # -- persistence --------------------------------------------------------------------
+
+    @property
+    def cell_count(self) -> int:
+        """Number of cells with learned data."""
+        return len(self._cells)
+
+    def snapshot(self) -> dict[str, Any]:
+        """Everything learned, as JSON-serialisable data (cells as H3 hex strings)."""
+        cells: dict[str, Any] = {}
+        for cell_id, c in self._cells.items():
+            entry: dict[str, Any] = {
+                "all": c.all.dump(),
+                "hod": {str(k): s.dump() for k, s in c.hod.items()},
+                "how": {str(k): s.dump() for k, s in c.how.items()},
+            }
+            if c.live_n > 0.0:
+                entry["live"] = [c.live_n, c.live_mean, c.live_ts]
+            cells[h3.int_to_str(cell_id)] = entry
+        return {
+            "version": SNAPSHOT_VERSION,
+            "cell_res": self.config.cell_res,
+            "tz_offset_s": self.config.tz_offset_s,
+            "detour": self._detour.dump(),
+            "cells": cells,
+        }
+
+    @classmethod
+    def restore(
+        cls,
+        data: Mapping[str, Any],
+        prior: SpeedPrior | None = None,
+        config: ModelConfig | None = None,
+        routing: RoutingPrior | None = None,
+    ) -> SpeedModel:
+        """A model holding what ``snapshot`` saved; raises SnapshotError if it does not fit.
+
+        Without ``config`` the snapshot's resolution and time-zone offset are used; with one,
+        they must match (learned keys mean nothing at another resolution or offset).
+        """
+        try:
+            if data["version"] != SNAPSHOT_VERSION:
+                raise SnapshotError(f"unsupported snapshot version {data['version']!r}")
+            res, tz = int(data["cell_res"]), int(data["tz_offset_s"])
+            if config is None:
+                config = ModelConfig(cell_res=res, tz_offset_s=tz)
+            elif (config.cell_res, config.tz_offset_s) != (res, tz):
+                raise SnapshotError("snapshot resolution or time-zone offset differs from config")
+            model = cls(prior, config, routing)
+            model._detour = _load_stat(data["detour"])
+            for key, entry in data["cells"].items():
+                model._cells[h3.str_to_int(key)] = _load_cell(entry)
+        except SnapshotError:
+            raise
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise SnapshotError(f"malformed snapshot: {exc!r}") from exc
+        return model
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write a snapshot atomically: a reader or a crash sees the old file or the new one."""
+        target = Path(path)
+        payload = json.dumps(self.snapshot(), separators=(",", ":"))
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(payload)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    @classmethod
+    def load(
+        cls,
+        path: str | os.PathLike[str],
+        prior: SpeedPrior | None = None,
+        config: ModelConfig | None = None,
+        routing: RoutingPrior | None = None,
+        *,
+        missing_ok: bool = False,
+    ) -> SpeedModel:
+        """Read a file written by ``save``; a missing file gives a fresh model if ``missing_ok``."""
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except FileNotFoundError:
+            if missing_ok:
+                return cls(prior, config, routing)
+            raise
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise SnapshotError(f"snapshot is not JSON: {exc}") from exc
+        if not isinstance(data, dict):
+            raise SnapshotError("snapshot is not a JSON object")
+        return cls.restore(data, prior, config, routing)
+
+
+def _load_stat(raw: Any) -> _Stat:
+    n, mean, var = (float(x) for x in raw)
+    if n < 0 or var < 0:
+        raise ValueError("negative count or variance")
+    return _Stat(n, mean, var)
+
+
+def _load_cell(entry: Mapping[str, Any]) -> _Cell:
+    cell = _Cell()
+    cell.all = _load_stat(entry["all"])
+    cell.hod = {int(k): _load_stat(v) for k, v in entry["hod"].items()}
+    cell.how = {int(k): _load_stat(v) for k, v in entry["how"].items()}
+    if "live" in entry:
+        cell.live_n, cell.live_mean, cell.live_ts = (float(x) for x in entry["live"])
+    return cell

@@ -1,0 +1,300 @@
+"""The learned travel-time model: prior fallback, learning, blending, spread, persistence."""
+
+from __future__ import annotations
+
+import json
+from math import degrees, exp, sqrt
+from pathlib import Path
+
+import h3.api.basic_int as h3
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from eta.geo import EARTH_RADIUS_M, haversine_m
+from eta.speeds import (
+    ModelConfig,
+    RouteLeg,
+    SnapshotError,
+    SpeedModel,
+    SpeedPrior,
+    hour_of_week,
+)
+
+LAT0, LON0 = 60.17, 24.94
+MONDAY_8H = 1_700_467_200.0  # 2023-11-20 08:00:00 UTC, a Monday
+
+
+def north(m: float) -> float:
+    """Latitude ``m`` metres north of LAT0 along the meridian."""
+    return LAT0 + degrees(m / EARTH_RADIUS_M)
+
+
+def shuttle(model: SpeedModel, n: int, speed: float, t0: float = MONDAY_8H) -> float:
+    """``n`` pairs of 10-s fixes back and forth over the same 150 m; returns the end time."""
+    step = speed * 10.0
+    t = t0
+    for i in range(n):
+        a, b = (0.0, step) if i % 2 == 0 else (step, 0.0)
+        model.observe(north(a), LON0, t, north(b), LON0, t + 10.0)
+        t += 10.0
+    return t
+
+
+@pytest.mark.parametrize(
+    ("ts", "tz", "expected"),
+    [
+        (0.0, 0, 72),  # 1970-01-01 was a Thursday
+        (4 * 86400.0, 0, 0),  # Monday 00:00
+        (MONDAY_8H, 0, 8),
+        (MONDAY_8H + 3599.0, 0, 8),
+        (4 * 86400.0 - 1.0, 0, 167),  # Sunday 23:59:59
+        (7 * 86400.0 - 1.0, 0, 71),  # Wednesday 23:59:59
+        (0.0, 3600, 73),
+        (4 * 86400.0, -3600, 167),
+    ],
+)
+def test_hour_of_week(ts: float, tz: int, expected: int) -> None:
+    assert hour_of_week(ts, tz) == expected
+
+
+def test_prior_travel_time_is_distance_times_detour_over_speed() -> None:
+    model = SpeedModel()
+    tt = model.travel_time(LAT0, LON0, north(2000.0), LON0, MONDAY_8H)
+    t = 2000.0 * 1.35 / 8.3
+    assert tt.mean_s == pytest.approx(t)
+    assert tt.distance_m == pytest.approx(2700.0)
+    # noise 0.5 x 0.5, prior mean 0.3, detour 0.15: all relative to t
+    assert tt.sd_s == pytest.approx(t * sqrt(0.25**2 + 0.3**2 + 0.15**2))
+    assert tt.p10_s < tt.mean_s < tt.p90_s
+
+
+def test_zero_length_leg_takes_no_time() -> None:
+    tt = SpeedModel().travel_time(LAT0, LON0, LAT0, LON0, MONDAY_8H)
+    assert (tt.mean_s, tt.p10_s, tt.p90_s, tt.sd_s, tt.distance_m) == (0.0, 0.0, 0.0, 0.0, 0.0)
+
+
+def test_area_override_by_res5_parent() -> None:
+    area = h3.int_to_str(h3.cell_to_parent(h3.latlng_to_cell(LAT0, LON0, 8), 5))
+    model = SpeedModel(SpeedPrior(speed_mps=10.0, detour_factor=1.0, area_speeds={area: 20.0}))
+    assert model.travel_time(LAT0, LON0, north(1000.0), LON0, 0.0).mean_s == pytest.approx(50.0)
+    far = model.travel_time(10.0, 10.0, 10.0 + degrees(1000.0 / EARTH_RADIUS_M), 10.0, 0.0)
+    assert far.mean_s == pytest.approx(100.0)
+
+
+@pytest.mark.parametrize(
+    "areas",
+    [{h3.latlng_to_cell(LAT0, LON0, 8): 10.0}, {"not-a-cell": 10.0}, {"85089b2bfffffff": 0.0}],
+)
+def test_area_override_rejects_bad_areas(areas: dict[int | str, float]) -> None:
+    with pytest.raises(ValueError):
+        SpeedPrior(area_speeds=areas)
+
+
+def test_one_observation_blends_level_by_level() -> None:
+    prior = SpeedPrior(speed_mps=10.0, detour_factor=1.0)
+    model = SpeedModel(prior, ModelConfig(live_tau_s=0.0))
+    model.observe(LAT0, LON0, MONDAY_8H, north(150.0), LON0, MONDAY_8H + 10.0)
+    mid = north(75.0)
+    m1 = (5 * 10.0 + 15.0) / 6  # cell, all hours
+    m2 = (5 * m1 + 15.0) / 6  # cell, hour of day
+    m3 = (5 * m2 + 15.0) / 6  # cell, hour of week
+    assert model.speed_at(mid, LON0, MONDAY_8H) == pytest.approx(m3)
+    assert model.speed_at(mid, LON0, MONDAY_8H + 86400.0) == pytest.approx(m2)  # Tuesday 8h
+    assert model.speed_at(mid, LON0, MONDAY_8H + 3600.0) == pytest.approx(m1)  # Monday 9h
+    assert model.speed_at(10.0, 10.0, MONDAY_8H) == 10.0  # never seen: the prior
+
+
+def test_live_level_weighs_fresh_data_and_decays() -> None:
+    model = SpeedModel(SpeedPrior(speed_mps=10.0, detour_factor=1.0))
+    model.observe(LAT0, LON0, MONDAY_8H, north(150.0), LON0, MONDAY_8H + 10.0)
+    m1 = (5 * 10.0 + 15.0) / 6
+    m3 = (5 * ((5 * m1 + 15.0) / 6) + 15.0) / 6
+    base = 5.0 + 1.0
+    for age, live in [(0.0, 4.0), (900.0, 4.0 * exp(-1.0)), (-5.0, 4.0)]:
+        at = MONDAY_8H + 10.0 + age
+        expected = (base * m3 + live * 15.0) / (base + live)
+        assert model.speed_at(north(75.0), LON0, at) == pytest.approx(expected)
+
+
+def test_saturated_cell_reaches_the_observed_speed_up_to_the_prior_share() -> None:
+    model = SpeedModel(SpeedPrior(speed_mps=10.0, detour_factor=1.0), ModelConfig(live_tau_s=0))
+    shuttle(model, 200, 20.0)
+    cap = 50.0  # 1 / alpha: an EWMA never counts more than its memory
+    m = 10.0
+    for _ in range(3):
+        m = (5 * m + cap * 20.0) / (5 + cap)
+    assert model.speed_at(north(100.0), LON0, MONDAY_8H) == pytest.approx(m)
+    assert model.cell_count == 1
+
+
+def test_fast_fixes_shrink_travel_times_there_only() -> None:
+    model = SpeedModel(SpeedPrior(speed_mps=8.0, detour_factor=1.0))
+    before = model.travel_time(LAT0, LON0, north(3000.0), LON0, MONDAY_8H + 600.0)
+    t = MONDAY_8H
+    for i in range(300):  # 20 m/s along the meridian, 200 m every 10 s
+        model.observe(north(i * 200.0 % 3000), LON0, t, north(i * 200.0 % 3000 + 200), LON0, t + 10)
+        t += 10.0
+    after = model.travel_time(LAT0, LON0, north(3000.0), LON0, MONDAY_8H + 600.0)
+    assert after.mean_s < 0.6 * before.mean_s
+    assert after.mean_s > 3000.0 / 20.0
+    elsewhere = model.travel_time(10.0, 10.0, 10.03, 10.0, MONDAY_8H)
+    assert elsewhere.mean_s == pytest.approx(haversine_m(10.0, 10.0, 10.03, 10.0) / 8.0)
+
+
+def test_spread_narrows_with_consistent_data() -> None:
+    model = SpeedModel(SpeedPrior(speed_mps=10.0, detour_factor=1.0))
+    leg = (LAT0, LON0, north(150.0), LON0)
+    thin = model.travel_time(*leg, MONDAY_8H)
+    shuttle(model, 400, 10.0)
+    rich = model.travel_time(*leg, MONDAY_8H)
+    assert rich.sd_s / rich.mean_s < 0.5 * thin.sd_s / thin.mean_s
+    assert rich.p10_s <= rich.mean_s <= rich.p90_s
+
+
+@pytest.mark.parametrize(
+    ("d_m", "dt", "why"),
+    [
+        (150.0, 601.0 * 1, "gap over 10 min"),
+        (0.5, 0.5, "under 1 s"),
+        (7000.0, 100.0, "70 m/s"),
+        (8.0, 10.0, "0.8 m/s: a stop"),
+        (4.0, 1.0, "4 m: jitter"),
+        (150.0, -10.0, "out of order"),
+    ],
+)
+def test_unusable_pairs_teach_nothing(d_m: float, dt: float, why: str) -> None:
+    model = SpeedModel()
+    model.observe(LAT0, LON0, MONDAY_8H, north(d_m), LON0, MONDAY_8H + dt)
+    assert model.cell_count == 0, why
+
+
+@pytest.mark.parametrize(
+    ("trips", "expected"),
+    [
+        ([], 1.35),
+        ([(1000.0, 1500.0)], (3 * 1.35 + 1.5) / 4),
+        ([(1000.0, 900.0)], (3 * 1.35 + 1.0) / 4),  # corner-cutting fixes: clipped to 1
+        ([(150.0, 300.0)], 1.35),  # too short to say
+        ([(1000.0, 3500.0)], 1.35),  # a loop, not a detour
+        ([(1000.0, 1200.0), (2000.0, 3200.0)], (3 * 1.35 + 1.2 + 1.6) / 5),
+    ],
+)
+def test_detour_learned_from_trips(trips: list[tuple[float, float]], expected: float) -> None:
+    model = SpeedModel()
+    for straight, travelled in trips:
+        model.observe_trip(straight, travelled)
+    assert model.detour()[0] == pytest.approx(expected)
+
+
+class FixedRoute:
+    def __init__(self, leg: RouteLeg | None) -> None:
+        self.leg = leg
+
+    def route(self, lat1: float, lon1: float, lat2: float, lon2: float) -> RouteLeg | None:
+        return self.leg
+
+
+def test_routing_prior_replaces_detour_and_prior_speed() -> None:
+    model = SpeedModel(routing=FixedRoute(RouteLeg(3000.0, 150.0)))
+    tt = model.travel_time(LAT0, LON0, north(2000.0), LON0, MONDAY_8H)
+    assert tt.mean_s == pytest.approx(150.0)
+    assert tt.distance_m == 3000.0
+    assert tt.sd_s == pytest.approx(150.0 * sqrt(0.25**2 + 0.3**2))
+    miss = SpeedModel(routing=FixedRoute(None)).travel_time(LAT0, LON0, north(2000.0), LON0, 0.0)
+    assert miss == SpeedModel().travel_time(LAT0, LON0, north(2000.0), LON0, 0.0)
+
+
+def test_leg_cache_overflow_keeps_answers() -> None:
+    model = SpeedModel(config=ModelConfig(leg_cache_size=2))
+    legs = [(LAT0, LON0, north(500.0 * k), LON0) for k in range(1, 6)]
+    first = [model.travel_time(*leg, MONDAY_8H) for leg in legs]
+    assert [model.travel_time(*leg, MONDAY_8H) for leg in legs] == first
+
+
+def trained() -> SpeedModel:
+    model = SpeedModel(SpeedPrior(speed_mps=9.0))
+    t = shuttle(model, 30, 12.0)
+    shuttle(model, 30, 6.0, t + 86400.0 * 2 + 3600 * 5)
+    model.observe(10.0, 10.0, 1000.0, 10.001, 10.0, 1010.0)
+    model.observe_trip(2000.0, 2600.0)
+    return model
+
+
+def test_snapshot_round_trip_is_exact() -> None:
+    model = trained()
+    snap = json.loads(json.dumps(model.snapshot()))
+    back = SpeedModel.restore(snap, SpeedPrior(speed_mps=9.0))
+    assert back.snapshot() == model.snapshot()
+    assert back.cell_count == model.cell_count == 2
+    for at in (MONDAY_8H, MONDAY_8H + 86400 * 2 + 3600 * 6, 500.0):
+        leg = (LAT0, LON0, north(5000.0), LON0 + 0.01, at)
+        assert back.travel_time(*leg) == model.travel_time(*leg)
+
+
+def test_save_and_load_atomically(tmp_path: Path) -> None:
+    model = trained()
+    path = tmp_path / "speeds.json"
+    model.save(path)
+    model.save(path)  # replacing an existing snapshot
+    assert [p.name for p in tmp_path.iterdir()] == ["speeds.json"]
+    assert SpeedModel.load(path).snapshot() == model.snapshot()
+
+
+def test_load_missing(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError):
+        SpeedModel.load(tmp_path / "nope.json")
+    assert SpeedModel.load(tmp_path / "nope.json", missing_ok=True).cell_count == 0
+
+
+@pytest.mark.parametrize(
+    ("mutate", "config"),
+    [
+        (lambda s: s.update(version=2), None),
+        (lambda s: s.update(cell_res=9), ModelConfig()),
+        (lambda s: s.update(tz_offset_s=3600), ModelConfig()),
+        (lambda s: s.pop("detour"), None),
+        (lambda s: s["cells"].update({"zz": {}}), None),
+        (lambda s: s.update(detour=[1.0, -2.0]), None),
+        (lambda s: s.update(detour=[1.0, 1.0, -2.0]), None),
+    ],
+)
+def test_restore_rejects(mutate: object, config: ModelConfig | None) -> None:
+    snap = trained().snapshot()
+    mutate(snap)  # type: ignore[operator]
+    with pytest.raises(SnapshotError):
+        SpeedModel.restore(snap, None, config)
+
+
+@pytest.mark.parametrize("text", ["{not json", "[1, 2]"])
+def test_load_rejects_garbage(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "speeds.json"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(SnapshotError):
+        SpeedModel.load(path)
+
+
+coords = st.tuples(st.floats(60.0, 60.3), st.floats(24.6, 25.2))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.tuples(coords, st.floats(1.0, 40.0), st.floats(1.0, 120.0)), max_size=30),
+    coords,
+    coords,
+    st.floats(1.6e9, 1.8e9),
+)
+def test_spread_always_brackets_the_mean(
+    moves: list[tuple[tuple[float, float], float, float]],
+    a: tuple[float, float],
+    b: tuple[float, float],
+    at: float,
+) -> None:
+    model = SpeedModel()
+    t = at - 7200.0
+    for (lat, lon), speed, dt in moves:
+        step = degrees(speed * dt / EARTH_RADIUS_M)
+        model.observe(lat, lon, t, lat + step, lon, t + dt)
+        t += dt
+    tt = model.travel_time(*a, *b, at)
+    assert 0.0 <= tt.p10_s <= tt.mean_s <= tt.p90_s
