@@ -219,18 +219,20 @@ def _number(value: Any, name: str, numeric_strings: bool = False) -> float | Non
         return None
     if isinstance(value, bool):
         raise BadPayload("bad_field", f"{name} is a boolean, expected a number")
+    # Non-finite values are returned as they are: the range checks reject them with
+    # the field's own code (bad_ts, lat_out_of_range, ...), the same code the typed
+    # fast path gives, whichever path a message took.
     if isinstance(value, int | float):
-        number = float(value)
-    elif numeric_strings and isinstance(value, str):
         try:
-            number = float(value.strip())
+            return float(value)
+        except OverflowError:  # a JSON integer beyond float range
+            return math.inf if value > 0 else -math.inf
+    if numeric_strings and isinstance(value, str):
+        try:
+            return float(value.strip())
         except ValueError:
             raise BadPayload("bad_field", f"{name}={value[:40]!r} is not a number") from None
-    else:
-        raise BadPayload("bad_field", f"{name} is {_kind(value)}, expected a number")
-    if not math.isfinite(number):
-        raise BadPayload("bad_field", f"{name} is not finite")
-    return number
+    raise BadPayload("bad_field", f"{name} is {_kind(value)}, expected a number")
 
 
 def _required(get: Callable[[str], float | None], name: str) -> float:
@@ -274,7 +276,7 @@ def status_from_mapping(device_id: str, obj: Mapping[str, Any], now: float) -> S
     status = obj.get("status")
     if status is None:
         raise BadPayload("missing_field", "status")
-    if status not in DEVICE_STATUSES:
+    if not isinstance(status, str) or status not in DEVICE_STATUSES:
         shown = status[:40] if isinstance(status, str) else _kind(status)
         raise BadPayload("unknown_status", f"{shown!r} is not one of {sorted(DEVICE_STATUSES)}")
     note = obj.get("note")
@@ -385,7 +387,10 @@ def parse_timestamp(value: Any) -> float:
     if isinstance(value, bool):
         raise BadPayload("bad_ts", "timestamp is a boolean")
     if isinstance(value, int | float):
-        number = float(value)
+        try:
+            number = float(value)
+        except OverflowError:
+            raise BadPayload("bad_ts", "timestamp is out of range") from None
     elif isinstance(value, str):
         text = value.strip()
         try:
