@@ -100,7 +100,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"fieldtrack: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        return 130
+        # uvicorn re-raises the Ctrl-C it handled once everything has shut down.
+        return 0
 
 
 async def _run(settings: Settings) -> None:
@@ -117,6 +118,8 @@ def _logging(settings: Settings) -> None:
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    # One line per HTTP request from our own clients is noise on the console.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 if __name__ == "__main__":

@@ -76,16 +76,24 @@ def http_server(runtime: Runtime) -> uvicorn.Server:
 async def serve(
     runtime: Runtime,
     extra: dict[str, Callable[[], Coroutine[Any, Any, Any]]] | None = None,
+    stop: asyncio.Event | None = None,
 ) -> None:
-    """Run ingest and HTTP (plus ``extra`` named tasks) until uvicorn is told to stop."""
+    """Run ingest and HTTP (plus ``extra`` named tasks) until a signal or ``stop``."""
     server = http_server(runtime)
     async with asyncio.TaskGroup() as tg:
         http = tg.create_task(server.serve(), name="http")
         others = [tg.create_task(runtime.ingest.run(), name="mqtt-ingest")]
         for name, factory in (extra or {}).items():
             others.append(tg.create_task(factory(), name=name))
+        if stop is not None:
+
+            async def stop_server() -> None:
+                await stop.wait()
+                server.should_exit = True
+
+            others.append(tg.create_task(stop_server(), name="stop"))
         # A failing task ends the group (and so the server); uvicorn ending
-        # (a signal) ends the others.
+        # (a signal, or ``stop``) ends the others.
         await http
         for task in others:
             task.cancel()
