@@ -1,0 +1,294 @@
+"""The tour cascade: travel, waiting for windows, on-site remaining time, overrun, spread."""
+
+from __future__ import annotations
+
+from itertools import pairwise
+from math import degrees, sqrt
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from eta.estimate import (
+    EstimateConfig,
+    JobEta,
+    TourStop,
+    estimate_tour,
+    onsite_elapsed_s,
+    remaining_onsite_s,
+)
+from eta.geo import EARTH_RADIUS_M
+from eta.speeds import SpeedModel, SpeedPrior
+from eta.stats import lognormal_p10_p90
+
+NOW = 1_700_467_200.0  # Monday 08:00 UTC
+LAT0, LON0 = 60.17, 24.94
+
+# 10 m/s straight lines, no spread: 1 km takes exactly 100 s.
+EXACT = SpeedModel(SpeedPrior(10.0, detour_factor=1.0, speed_cv=0.0, mean_cv=0.0, detour_cv=0.0))
+NO_SPREAD = EstimateConfig(onsite_cv=0.0)
+# Same means, default spreads.
+SPREAD = SpeedModel(SpeedPrior(10.0, detour_factor=1.0))
+
+
+def at_km(km: float) -> tuple[float, float]:
+    return LAT0 + degrees(km * 1000.0 / EARTH_RADIUS_M), LON0
+
+
+def stop(
+    job: str,
+    km: float,
+    state: str = "planned",
+    *,
+    ws: float | None = None,
+    we: float | None = None,
+    dur: float = 600.0,
+    arrived: float | None = None,
+    paused: float = 0.0,
+    since: float | None = None,
+) -> TourStop:
+    lat, lon = at_km(km)
+    return TourStop(
+        job_id=job,
+        lat=lat,
+        lon=lon,
+        window_start=None if ws is None else NOW + ws,
+        window_end=None if we is None else NOW + we,
+        planned_duration_s=dur,
+        state=state,
+        arrived_at=None if arrived is None else NOW + arrived,
+        paused_s=paused,
+        paused_since=None if since is None else NOW + since,
+    )
+
+
+# (job, eta, departure, delay_s, late_probability, remaining), times relative to NOW
+Row = tuple[str, float, float, float, float, float]
+
+CASCADE: list[tuple[str, float | None, list[TourStop], list[Row]]] = [
+    (
+        "travel then work, twice",
+        0.0,
+        [stop("A", 1), stop("B", 3, dur=1200)],
+        [("A", 100, 700, 0, 0, 600), ("B", 900, 2100, 0, 0, 1200)],
+    ),
+    (
+        "early arrival waits for the window",
+        0.0,
+        [stop("A", 1, ws=1000), stop("B", 3, dur=1200)],
+        [("A", 100, 1600, 0, 0, 600), ("B", 1800, 3000, 0, 0, 1200)],
+    ),
+    (
+        "window already open: no wait",
+        0.0,
+        [stop("A", 1, ws=-3600), stop("B", 3, dur=1200)],
+        [("A", 100, 700, 0, 0, 600), ("B", 900, 2100, 0, 0, 1200)],
+    ),
+    (
+        "signed delay: late and early",
+        0.0,
+        [stop("A", 1, we=50), stop("B", 3, we=1000)],
+        [("A", 100, 700, 50, 1, 600), ("B", 900, 1500, -100, 0, 600)],
+    ),
+    (
+        "on site: the rest of the planned time",
+        1.0,
+        [stop("A", 1, "on_site", arrived=-300), stop("B", 3)],
+        [("A", -300, 300, 0, 0, 300), ("B", 500, 1100, 0, 0, 600)],
+    ),
+    (
+        "on site past the plan: a floor of 60 s",
+        1.0,
+        [stop("A", 1, "on_site", arrived=-900), stop("B", 3)],
+        [("A", -900, 60, 0, 0, 60), ("B", 260, 860, 0, 0, 600)],
+    ),
+    (
+        "long job past the plan: a floor of 10 %",
+        1.0,
+        [stop("A", 1, "on_site", dur=3600, arrived=-4000), stop("B", 3)],
+        [("A", -4000, 360, 0, 0, 360), ("B", 560, 1160, 0, 0, 600)],
+    ),
+    (
+        "overrun cascades into a window end",
+        1.0,
+        [stop("A", 1, "on_site", dur=1800, arrived=-3000), stop("B", 3, we=300)],
+        [("A", -3000, 180, 0, 0, 180), ("B", 380, 980, 80, 1, 600)],
+    ),
+    (
+        "paused: pauses do not count as work",
+        1.0,
+        [stop("A", 1, "paused", dur=1200, arrived=-900, paused=120, since=-200), stop("B", 3)],
+        [("A", -900, 620, 0, 0, 620), ("B", 820, 1420, 0, 0, 600)],
+    ),
+    (
+        "resumed after a pause",
+        1.0,
+        [stop("A", 1, "resumed", dur=1200, arrived=-900, paused=300), stop("B", 3)],
+        [("A", -900, 600, 0, 0, 600), ("B", 800, 1400, 0, 0, 600)],
+    ),
+    (
+        "on site with no arrival time: arrived now",
+        1.0,
+        [stop("A", 1, "on_site")],
+        [("A", 0, 600, 0, 0, 600)],
+    ),
+    (
+        "en route from the current position",
+        0.0,
+        [stop("A", 2, "en_route")],
+        [("A", 200, 800, 0, 0, 600)],
+    ),
+    (
+        "done, cancelled and failed stops are skipped",
+        0.0,
+        [stop("A", 1, "done"), stop("B", 2, "cancelled"), stop("C", 9, "failed"), stop("D", 3)],
+        [("D", 300, 900, 0, 0, 600)],
+    ),
+    (
+        "no position: from the last visited site",
+        None,
+        [stop("A", 1, "done"), stop("B", 5, "cancelled"), stop("C", 3)],
+        [("C", 200, 800, 0, 0, 600)],
+    ),
+    (
+        "no position, nothing visited: no guess",
+        None,
+        [stop("A", 1), stop("B", 3)],
+        [],
+    ),
+    (
+        "no position but on site: the site is the origin",
+        None,
+        [stop("A", 1, "on_site", arrived=-300), stop("B", 3)],
+        [("A", -300, 300, 0, 0, 300), ("B", 500, 1100, 0, 0, 600)],
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("position_km", "stops", "expected"),
+    [pytest.param(p, s, e, id=name) for name, p, s, e in CASCADE],
+)
+def test_cascade(position_km: float | None, stops: list[TourStop], expected: list[Row]) -> None:
+    position = None if position_km is None else at_km(position_km)
+    got = estimate_tour(NOW, position, stops, EXACT, NO_SPREAD)
+    rows = [
+        (
+            e.job_id,
+            e.eta - NOW,
+            e.departure - NOW,
+            e.delay_s,
+            e.late_probability,
+            e.remaining_onsite_s,
+        )
+        for e in got
+    ]
+    assert rows == [pytest.approx(r, abs=1e-6) for r in expected]
+    assert all(e.eta_p10 == e.eta == e.eta_p90 for e in got)
+
+
+def test_unknown_state_rejected() -> None:
+    with pytest.raises(ValueError, match="unknown job state"):
+        stop("A", 1, "arrived")
+
+
+def test_negative_duration_rejected() -> None:
+    with pytest.raises(ValueError, match="planned_duration_s"):
+        stop("A", 1, dur=-1)
+
+
+@pytest.mark.parametrize(
+    ("s", "elapsed", "remaining"),
+    [
+        (stop("A", 1), 0.0, 600.0),
+        (stop("A", 1, "on_site", arrived=-100), 100.0, 500.0),
+        (stop("A", 1, "on_site", arrived=100), 0.0, 600.0),  # clock skew: never negative
+        (stop("A", 1, "paused", arrived=-500, paused=50, since=-100), 350.0, 250.0),
+        (stop("A", 1, "paused", arrived=-500, paused=50), 450.0, 150.0),
+        (stop("A", 1, "on_site", dur=30, arrived=-100), 100.0, 30.0),  # floor capped at plan
+        (stop("A", 1, "on_site", dur=0, arrived=-100), 100.0, 0.0),
+    ],
+)
+def test_elapsed_and_remaining(s: TourStop, elapsed: float, remaining: float) -> None:
+    assert onsite_elapsed_s(s, NOW) == elapsed
+    assert remaining_onsite_s(s, NOW) == remaining
+
+
+def test_spread_of_first_legs_is_exact() -> None:
+    got = estimate_tour(NOW, at_km(0), [stop("A", 1), stop("B", 3, dur=1200)], SPREAD)
+    rel2 = 0.25**2 + 0.3**2 + 0.15**2  # noise, prior mean, detour (relative variances)
+    sd_a = sqrt(rel2 * 100.0**2)
+    sd_b = sqrt(rel2 * 100.0**2 + (0.25 * 600.0) ** 2 + rel2 * 200.0**2)
+    for e, eta, sd in [(got[0], 100.0, sd_a), (got[1], 900.0, sd_b)]:
+        p10, p90 = lognormal_p10_p90(eta, sd)
+        assert e.eta - NOW == pytest.approx(eta)
+        assert e.eta_p10 - NOW == pytest.approx(p10)
+        assert e.eta_p90 - NOW == pytest.approx(p90)
+
+
+def width(e: JobEta) -> float:
+    return e.eta_p90 - e.eta_p10
+
+
+def test_waiting_for_a_window_absorbs_spread() -> None:
+    tour = [stop("A", 1), stop("B", 3), stop("C", 5)]
+    free = estimate_tour(NOW, at_km(0), tour, SPREAD)
+    waits = estimate_tour(NOW, at_km(0), [tour[0], stop("B", 3, ws=5000), tour[2]], SPREAD)
+    assert width(free[1]) == pytest.approx(width(waits[1]))
+    assert width(waits[2]) < width(free[2])
+    assert waits[2].eta - NOW == pytest.approx(5000 + 600 + 200)
+
+
+@pytest.mark.parametrize(
+    ("we", "low", "high"),
+    [(-10.0, 1.0, 1.0), (100.0, 0.3, 0.5), (400.0, 0.0, 0.01), (20.0, 0.9, 1.0)],
+)
+def test_late_probability_follows_the_spread(we: float, low: float, high: float) -> None:
+    (e,) = estimate_tour(NOW, at_km(0), [stop("A", 1, we=we)], SPREAD)
+    assert low <= e.late_probability <= high
+
+
+def test_on_site_late_probability_is_a_fact() -> None:
+    late, on_time = (
+        estimate_tour(NOW, at_km(1), [stop("A", 1, "on_site", arrived=-300, we=w)], SPREAD)[0]
+        for w in (-600, 0)
+    )
+    assert (late.late_probability, on_time.late_probability) == (1.0, 0.0)
+    assert late.eta_p10 == late.eta == late.eta_p90
+
+
+STATES = ["planned", "en_route", "done", "cancelled", "failed"]
+km = st.floats(0.0, 30.0)
+
+
+@st.composite
+def tours(draw: st.DrawFn) -> list[TourStop]:
+    n = draw(st.integers(1, 8))
+    stops = []
+    for i in range(n):
+        ws = draw(st.none() | st.floats(-7200, 20000))
+        we = None if ws is None else ws + draw(st.floats(0, 14400))
+        state = draw(st.sampled_from(STATES))
+        stops.append(stop(f"J{i}", draw(km), state, ws=ws, we=we, dur=draw(st.floats(0, 7200))))
+    if draw(st.booleans()):
+        first = draw(st.sampled_from(["on_site", "paused", "resumed"]))
+        arrived = draw(st.floats(-10000, 0))
+        stops.insert(0, stop("S", draw(km), first, arrived=arrived, dur=draw(st.floats(0, 7200))))
+    return stops
+
+
+@settings(max_examples=200, deadline=None)
+@given(tours(), st.none() | km)
+def test_tour_properties(stops: list[TourStop], position_km: float | None) -> None:
+    position = None if position_km is None else at_km(position_km)
+    got: list[JobEta] = estimate_tour(NOW, position, stops, SPREAD)
+    for e in got:
+        assert e.eta_p10 <= e.eta <= e.eta_p90
+        assert e.departure >= e.eta
+        assert 0.0 <= e.late_probability <= 1.0
+    assert all(a.eta <= b.eta for a, b in pairwise(got))
+    assert all(a.departure <= b.eta for a, b in pairwise(got))
+    remaining = [s.job_id for s in stops if s.state not in ("done", "cancelled", "failed")]
+    assert [e.job_id for e in got] == remaining[: len(got)]
+    if position is not None:
+        assert len(got) == len(remaining)
