@@ -63,7 +63,8 @@ def apply_status(
     """Apply a reported status to its job, or raise ``Rejected`` with the reason."""
     if job is None:
         raise Rejected("unknown_job", f"job {update.job_id!r} does not exist")
-    if source == "device" and job.technician_id != technician_id:
+    # A device nobody owns reports for nobody: it must not drive an unassigned job.
+    if source == "device" and (technician_id is None or job.technician_id != technician_id):
         owner = "no technician" if technician_id is None else f"technician {technician_id!r}"
         raise Rejected("wrong_technician", f"job {job.job_id!r} is not assigned to {owner}")
     if update.status == job.state:
