@@ -117,7 +117,9 @@ class MemoryStore:
         previous = self._technicians.get(technician.technician_id)
         if previous is not None:
             for device_id in previous.device_ids:
-                self._device_owner.pop(device_id, None)
+                # Only release what is still ours: the device may have moved to someone else.
+                if self._device_owner.get(device_id) == technician.technician_id:
+                    del self._device_owner[device_id]
         for device_id in technician.device_ids:
             self._device_owner[device_id] = technician.technician_id
         self._technicians[technician.technician_id] = technician
