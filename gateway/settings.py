@@ -117,6 +117,8 @@ class Settings:
         if self.mqtt_protocol not in ("5", "3.1.1", "auto"):
             raise ConfigError("mqtt_protocol must be 5, 3.1.1 or auto")
         self.http_bind()
+        if any(not key.value for key in self.api_keys):
+            raise ConfigError("an API key must not be empty")
         for name in ("history_per_device", "replay_buffer", "sse_queue_size", "ingest_batch"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1")
@@ -149,7 +151,10 @@ class Settings:
 def _convert(name: str, raw: Any, type_name: str) -> Any:
     if name == "api_keys":
         items = raw.split(",") if isinstance(raw, str) else list(raw)
-        return tuple(k if isinstance(k, Secret) else Secret(k.strip()) for k in items if k)
+        keys = (k if isinstance(k, Secret) else Secret(k.strip()) for k in items)
+        # Drop blanks after stripping: "a, " must not yield an empty key that
+        # a bare "Authorization: Bearer" would match.
+        return tuple(k for k in keys if k.value)
     if name == "signing_key":
         return raw if isinstance(raw, Secret) else Secret(str(raw))
     if not isinstance(raw, str):
