@@ -7,6 +7,7 @@ increment is the cheapest thing Python has; the names are the CONTRACT's.
 from __future__ import annotations
 
 import bisect
+import math
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -21,6 +22,16 @@ def _labels(names: tuple[str, ...], values: tuple[str, ...]) -> str:
         return ""
     pairs = ",".join(f'{n}="{_escape(v)}"' for n, v in zip(names, values, strict=True))
     return "{" + pairs + "}"
+
+
+def _number(value: float) -> str:
+    """A sample value in full: ``:g`` keeps 6 digits, so 1234567 became 1.23457e+06."""
+    value = float(value)
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    return str(int(value)) if value.is_integer() else repr(value)
 
 
 def _escape(value: str) -> str:
@@ -46,7 +57,7 @@ class Counter:
         if not self.label_names and not self.values:
             yield f"{self.name} 0"
         for labels, value in sorted(self.values.items()):
-            yield f"{self.name}{_labels(self.label_names, labels)} {value:g}"
+            yield f"{self.name}{_labels(self.label_names, labels)} {_number(value)}"
 
 
 @dataclass
@@ -58,7 +69,7 @@ class Gauge:
     def render(self) -> Iterable[str]:
         yield f"# HELP {self.name} {self.help}"
         yield f"# TYPE {self.name} gauge"
-        yield f"{self.name} {self.read():g}"
+        yield f"{self.name} {_number(self.read())}"
 
 
 @dataclass
