@@ -1,0 +1,273 @@
+"""Gateway.handle_batch and the HTTP-side entry points over MemoryStore and MemoryBus."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import msgpack
+import orjson
+import pytest
+
+from gateway.bus import MemoryBus, Subscription
+from gateway.errors import Rejected
+from gateway.metrics import Metrics
+from gateway.model import Event, Fix, Job, Site, StatusUpdate, Technician
+from gateway.service import DeadLetter, Gateway, Inbound
+from gateway.store import MemoryStore
+from gateway.topics import TopicScheme
+
+NOW = 1_700_000_000.0
+
+
+class Rig:
+    """A gateway over in-memory parts with a fixed clock and a subscriber reading the bus."""
+
+    def __init__(self, sub: Subscription, gateway: Gateway) -> None:
+        self.sub = sub
+        self.gateway = gateway
+        self.store: MemoryStore = gateway.store  # type: ignore[assignment]
+        self.metrics = gateway.metrics
+
+    def events(self) -> list[Event]:
+        out = []
+        while not self.sub.queue.empty():
+            out.append(orjson.loads(self.sub.queue.get_nowait()[2]))
+        return out
+
+    def rejected(self) -> dict[str, float]:
+        return {labels[0]: value for labels, value in self.metrics.rejected.values.items()}
+
+
+@pytest.fixture
+async def rig() -> AsyncIterator[Rig]:
+    bus = MemoryBus()
+    gateway = Gateway(MemoryStore(), bus, Metrics(), TopicScheme(), clock=lambda: NOW)
+    await gateway.put_technician(Technician("tech-1", "Ann", ("dev-1",)))
+    await gateway.put_job(Job("job-1", "tech-1", Site(60.2, 24.9)))
+    async with bus.subscribe(None, None, 1000) as sub:
+        yield Rig(sub, gateway)
+
+
+BAD_ID = "device id must be 1-64 chars of [A-Za-z0-9_.:-]"
+
+
+def msg(topic: str, payload: Any, received: float = NOW - 0.5) -> Inbound:
+    data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    return Inbound(topic, data, received)
+
+
+def pos(ts: float, lat: float = 60.17, lon: float = 24.94) -> dict[str, float]:
+    return {"ts": ts, "lat": lat, "lon": lon}
+
+
+def position(ts: float, device: str = "dev-1", tech: str | None = "tech-1") -> Event:
+    return {
+        "type": "position", "ts": ts, "device_id": device, "technician_id": tech,
+        "lat": 60.17, "lon": 24.94, "spd": None, "hdg": None, "acc": None,
+    }  # fmt: skip
+
+
+async def test_good_fix_becomes_a_position_event(rig: Rig) -> None:
+    result = await rig.gateway.handle_batch([msg("fleet/dev-1/pos", pos(NOW - 10))])
+    assert (result.dead_letters, result.outbound) == ([], [])
+    assert rig.events() == [position(NOW - 10)]
+    assert rig.metrics.positions.get() == 1
+    assert rig.metrics.events.get("position") == 1
+    assert rig.metrics.messages.get("pos") == 1
+    assert await rig.store.latest("dev-1") == Fix("dev-1", NOW - 10, 60.17, 24.94)
+    assert rig.metrics.pipeline.count == 1
+    assert rig.metrics.pipeline.total == pytest.approx(0.5)
+
+
+async def test_msgpack_batch_and_unknown_device(rig: Rig) -> None:
+    payload = msgpack.packb([pos(NOW - 20), pos(NOW - 10)])
+    await rig.gateway.handle_batch([msg("fleet/stray/pos", payload)])
+    assert rig.events() == [position(NOW - 20, "stray", None), position(NOW - 10, "stray", None)]
+    assert len(await rig.store.history("stray", None, None, 10)) == 2
+
+
+async def test_garbage_is_dead_lettered_and_the_next_message_flows(rig: Rig) -> None:
+    batch = [
+        msg("fleet/dev-1/pos", b"\x00garbage"),
+        msg("fleet/dev-1/pos", pos(NOW - 10, lat=0, lon=0)),
+        msg("fleet/dev-1/pos", pos(NOW - 5)),
+    ]
+    result = await rig.gateway.handle_batch(batch)
+    assert [(d.device_id, d.topic, d.payload) for d in result.dead_letters] == [
+        ("dev-1", "fleet/dev-1/pos", b"\x00garbage"),
+        ("dev-1", "fleet/dev-1/pos", batch[1].payload),
+    ]
+    assert result.dead_letters[0].reason.startswith("bad_encoding: not valid MessagePack")
+    assert result.dead_letters[1].reason == "null_island: lat=0, lon=0 is a tracker without a fix"
+    assert rig.rejected() == {"bad_encoding": 1, "null_island": 1}
+    assert rig.events() == [position(NOW - 5)]
+    assert rig.metrics.positions.get() == 1
+    assert rig.metrics.pipeline.count == 3
+
+
+async def test_partly_bad_batch_counts_each_bad_fix(rig: Rig) -> None:
+    payload = [pos(NOW - 30), pos(NOW + 3600), "x", pos(NOW - 20)]
+    result = await rig.gateway.handle_batch([msg("fleet/dev-1/pos", payload)])
+    [dead] = result.dead_letters
+    assert dead.reason == "2 of 4 fixes rejected; first: future_ts: ts is 3600 s in the future"
+    assert rig.rejected() == {"future_ts": 1, "not_an_object": 1}
+    assert rig.events() == [position(NOW - 30), position(NOW - 20)]
+
+
+async def test_duplicate_is_counted_once(rig: Rig) -> None:
+    first = msg("fleet/dev-1/pos", pos(NOW - 10))
+    await rig.gateway.handle_batch([first, first])
+    await rig.gateway.handle_batch([first])  # a broker redelivery after a crash
+    assert rig.events() == [position(NOW - 10)]
+    assert (rig.metrics.positions.get(), rig.metrics.duplicates.get()) == (1, 2)
+
+
+async def test_late_fix_is_stored_but_not_published(rig: Rig) -> None:
+    await rig.gateway.handle_batch([msg("fleet/dev-1/pos", pos(NOW - 10))])
+    await rig.gateway.handle_batch([msg("fleet/dev-1/pos", pos(NOW - 60, lat=61.0))])
+    assert rig.events() == [position(NOW - 10)]
+    assert (rig.metrics.positions.get(), rig.metrics.late.get()) == (2, 1)
+    assert (await rig.store.latest("dev-1")) == Fix("dev-1", NOW - 10, 60.17, 24.94)
+    assert [f.ts for f in await rig.store.history("dev-1", None, None, 10)] == [NOW - 60, NOW - 10]
+
+
+def status(state: str, ts: float, job: str = "job-1") -> dict[str, Any]:
+    return {"ts": ts, "job": job, "status": state}
+
+
+async def test_statuses_drive_the_job(rig: Rig) -> None:
+    batch = [
+        msg("fleet/dev-1/status", status("en_route", NOW - 30)),
+        msg("fleet/dev-1/status", status("en_route", NOW - 29)),  # repeated: no change
+        msg("fleet/dev-1/status", status("on_site", NOW - 20)),
+    ]
+    result = await rig.gateway.handle_batch(batch)
+    assert result.dead_letters == []
+    assert [(e["type"], e["status"], e["previous"]) for e in rig.events()] == [
+        ("status", "en_route", "planned"),
+        ("status", "on_site", "en_route"),
+    ]
+    job = await rig.store.get_job("job-1")
+    assert job is not None and job.state == "on_site"
+    assert [(c.status, c.device_id, c.source) for c in job.history] == [
+        ("en_route", "dev-1", "device"),
+        ("on_site", "dev-1", "device"),
+    ]
+    assert rig.metrics.events.get("status") == 2
+    assert rig.metrics.ignored.get("repeated_status") == 1
+
+
+@pytest.mark.parametrize(
+    ("topic", "payload", "reason"),
+    [
+        ("fleet/dev-1/status", status("done", NOW),
+         "bad_transition: planned -> done is not allowed"),
+        ("fleet/dev-1/status", status("en_route", NOW, "job-x"),
+         "unknown_job: job 'job-x' does not exist"),
+        ("fleet/dev-2/status", status("en_route", NOW),
+         "wrong_technician: job 'job-1' is not assigned to no technician"),
+        ("fleet/dev-1/status", status("arrived", NOW), "unknown_status"),
+        ("fleet/dev-1/status", [1], "not_an_object: expected a status object, got list"),
+    ],
+)  # fmt: skip
+async def test_refused_statuses_are_dead_lettered(
+    rig: Rig, topic: str, payload: Any, reason: str
+) -> None:
+    good = msg("fleet/dev-1/pos", pos(NOW - 1))
+    result = await rig.gateway.handle_batch([msg(topic, payload), good])
+    [dead] = result.dead_letters
+    assert dead.reason.startswith(reason)
+    assert rig.rejected() == {reason.partition(":")[0]: 1}
+    job = await rig.store.get_job("job-1")
+    assert job is not None and (job.state, job.history) == ("planned", ())
+    assert rig.events() == [position(NOW - 1)]
+
+
+async def test_owntracks(rig: Rig) -> None:
+    await rig.gateway.put_technician(Technician("tech-2", "Bo", ("bo:phone",)))
+    location = {"_type": "location", "tst": int(NOW - 5), "lat": "60.17", "lon": "24.94", "vel": -1}
+    batch = [
+        msg("owntracks/bo/phone", {"_type": "transition", "event": "enter"}),
+        msg("owntracks/bo/phone", {"_type": "lwt", "tst": 1}),
+        msg("owntracks/bo/phone", location),
+    ]
+    result = await rig.gateway.handle_batch(batch)
+    assert result.dead_letters == []
+    assert rig.events() == [position(NOW - 5, "bo:phone", "tech-2")]
+    assert rig.metrics.ignored.get("owntracks") == 2
+    assert rig.metrics.messages.get("owntracks") == 3
+
+
+@pytest.mark.parametrize(
+    ("topic", "dead"),
+    [
+        ("fleet/dev 1/pos",
+         DeadLetter("_unknown", "fleet/dev 1/pos", b"{}", f"bad_topic: {BAD_ID}")),
+        ("fleet/dev-1/what", DeadLetter("dev-1", "fleet/dev-1/what", b"{}",
+                                        "bad_topic: unknown topic 'fleet/dev-1/what'")),
+        ("elsewhere/x", DeadLetter("_unknown", "elsewhere/x", b"{}",
+                                   "bad_topic: unknown topic 'elsewhere/x'")),
+    ],
+)  # fmt: skip
+async def test_bad_topics_are_dead_lettered(rig: Rig, topic: str, dead: DeadLetter) -> None:
+    result = await rig.gateway.handle_batch([msg(topic, b"{}")])
+    assert result.dead_letters == [dead]
+    assert rig.rejected() == {"bad_topic": 1}
+
+
+async def test_own_output_is_ignored(rig: Rig) -> None:
+    batch = [msg("fleet/out/eta", {"type": "eta"}), msg("fleet/deadletter/dev-1", b"junk")]
+    result = await rig.gateway.handle_batch(batch)
+    assert (result.dead_letters, rig.events()) == ([], [])
+    assert rig.metrics.ignored.get("own_output") == 2
+    assert rig.rejected() == {}
+
+
+async def test_ingest_fixes_from_http(rig: Rig) -> None:
+    fixes = [Fix("dev-1", NOW - 3, 60.17, 24.94), Fix("dev-1", NOW - 9, 60.17, 24.94)]
+    summary = await rig.gateway.ingest_fixes([*fixes, fixes[0]])
+    assert (summary.accepted, summary.duplicates, summary.late) == (2, 1, 1)
+    assert rig.events() == [position(NOW - 3)]
+
+
+async def test_report_status_from_the_api(rig: Rig) -> None:
+    job = await rig.gateway.report_status(StatusUpdate("", NOW, "job-1", "cancelled", "no access"))
+    assert (job.state, job.history[-1].source, job.history[-1].note) == (
+        "cancelled",
+        "api",
+        "no access",
+    )
+    [event] = rig.events()
+    assert (event["status"], event["source"], event["device_id"]) == ("cancelled", "api", None)
+    with pytest.raises(Rejected) as info:
+        await rig.gateway.report_status(StatusUpdate("", NOW, "job-1", "en_route"))
+    assert info.value.code == "bad_transition"
+
+
+async def test_put_job_keeps_live_state_on_update(rig: Rig) -> None:
+    await rig.gateway.handle_batch([msg("fleet/dev-1/status", status("en_route", NOW - 5))])
+    updated = await rig.gateway.put_job(Job("job-1", "tech-1", Site(60.3, 25.0), sequence=4))
+    assert (updated.state, len(updated.history), updated.site, updated.sequence) == (
+        "en_route", 1, Site(60.3, 25.0), 4,
+    )  # fmt: skip
+    assert await rig.store.get_job("job-1") == updated
+
+
+async def test_start_loads_device_owners_from_the_store() -> None:
+    store = MemoryStore()
+    await store.put_technician(Technician("tech-9", "Kim", ("dev-9",)))
+    gateway = Gateway(store, MemoryBus(), Metrics(), clock=lambda: NOW)
+    assert gateway.technician_of("dev-9") is None
+    await gateway.start()
+    assert gateway.technician_of("dev-9") == "tech-9"
+
+
+async def test_handed_over_device_keeps_its_new_owner(rig: Rig) -> None:
+    # dev-1 moves from tech-1 to tech-2; then tech-1 is re-registered with a new phone.
+    await rig.gateway.put_technician(Technician("tech-2", "Bo", ("dev-1",)))
+    await rig.gateway.put_technician(Technician("tech-1", "Ann", ("dev-7",)))
+    assert rig.gateway.technician_of("dev-1") == "tech-2"
+    await rig.gateway.handle_batch([msg("fleet/dev-1/pos", pos(NOW - 1))])
+    assert rig.events() == [position(NOW - 1, "dev-1", "tech-2")]
