@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from importlib import resources
-from typing import Any
+from urllib.parse import parse_qsl
 
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -21,7 +21,9 @@ from dispatcher_feed.context import AppContext
 from dispatcher_feed.routes import ApiError, api
 from dispatcher_feed.schemas import SessionIn
 from gateway import codec
+from gateway.codec import is_json
 from gateway.errors import BadPayload
+from gateway.model import Fix
 
 PAGE_HEADERS = {
     "Cache-Control": "no-store",
@@ -87,9 +89,8 @@ def _public(app: FastAPI, ctx: AppContext) -> None:
             ctx.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8"
         )
 
-    @app.api_route("/osmand", methods=["GET", "POST"])
     async def osmand(request: Request) -> JSONResponse:
-        """Traccar Client / OsmAnd: query, form, or Traccar Client 9+ JSON."""
+        """Traccar Client / OsmAnd: query, urlencoded form, or Traccar Client 9+ JSON."""
         now = time.time()
         try:
             fix = await _osmand_fix(request, now)
@@ -98,6 +99,9 @@ def _public(app: FastAPI, ctx: AppContext) -> None:
             return JSONResponse({"error": exc.code, "reason": exc.reason}, status_code=400)
         summary = await ctx.gateway.ingest_fixes([fix])
         return JSONResponse({"accepted": summary.accepted, "duplicates": summary.duplicates})
+
+    app.add_api_route("/osmand", osmand, methods=["GET"], operation_id="osmand_get")
+    app.add_api_route("/osmand", osmand, methods=["POST"], operation_id="osmand_post")
 
     @app.post("/session", include_in_schema=False)
     async def login(body: SessionIn) -> Response:
@@ -133,17 +137,21 @@ def _public(app: FastAPI, ctx: AppContext) -> None:
         return Response(body, media_type=types[suffix], headers={"Cache-Control": "no-cache"})
 
 
-async def _osmand_fix(request: Request, now: float) -> Any:
+async def _osmand_fix(request: Request, now: float) -> Fix:
     params: dict[str, str] = dict(request.query_params)
     if request.method == "POST":
-        content_type = request.headers.get("content-type", "")
-        if content_type.startswith("application/json"):
+        body = await request.body()
+        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if content_type == "application/json" or (not content_type and is_json(body)):
+            return codec.decode_traccar_json(codec.decode_any(body), now)
+        if body:
+            # Traccar Client posts its parameters in the URL with an empty body;
+            # other OsmAnd senders use an urlencoded form.
             try:
-                return codec.decode_traccar_json(codec.decode_any(await request.body()), now)
-            except BadPayload:
-                raise
-        form = await request.form()
-        params |= {k: v for k, v in form.items() if isinstance(v, str)}
+                form = parse_qsl(body.decode("utf-8"), keep_blank_values=True, max_num_fields=64)
+            except (UnicodeDecodeError, ValueError):
+                raise BadPayload("bad_encoding", "body is not an urlencoded form") from None
+            params |= dict(form)
     return codec.decode_osmand(params, now)
 
 

@@ -99,7 +99,8 @@ async def get_job(job_id: str, ctx: Ctx) -> dict[str, Any]:
 @api.post("/jobs/{job_id}/status")
 async def set_job_status(job_id: str, body: StatusIn, ctx: Ctx) -> dict[str, Any]:
     """A dispatcher's status change (source ``api``), e.g. cancelling a job."""
-    update = StatusUpdate("", body.ts or time.time(), job_id, body.status, body.note)
+    ts = body.ts if body.ts is not None else time.time()
+    update = StatusUpdate("", ts, job_id, body.status, body.note)
     try:
         job = await ctx.gateway.report_status(update, source="api")
     except BadPayload as exc:

@@ -28,7 +28,8 @@ MQTT_OUT_TYPES = frozenset({"geofence", "eta", "alert", "reoptimize", "notify"})
 
 def parse_id(event_id: str) -> tuple[int, int] | None:
     ms, sep, seq = event_id.partition("-")
-    if not sep or not ms.isdigit() or not seq.isdigit():
+    # isdigit() alone admits "²"; ids are ASCII digits only.
+    if not sep or not (ms + seq).isascii() or not ms.isdigit() or not seq.isdigit():
         return None
     return int(ms), int(seq)
 

@@ -181,8 +181,8 @@ def _checked_fix(device_id: str, p: _PositionIn, now: float) -> Fix:
         value = getattr(p, name)
         if value is not None and not (math.isfinite(value) and low <= value <= high):
             raise BadPayload("bad_field", f"{name}={value!r} outside [{low:g}, {high:g}]")
-    if p.seq is not None and p.seq < 0:
-        raise BadPayload("bad_field", f"seq={p.seq} is negative")
+    if p.seq is not None and not 0 <= p.seq < 2**63:
+        raise BadPayload("bad_field", "seq must be an integer in [0, 2^63)")
     if p.sent is not None and not math.isfinite(p.sent):
         raise BadPayload("bad_field", "sent is not finite")
     return Fix(

@@ -28,7 +28,7 @@ TRANSITIONS: Final[Mapping[str, frozenset[str]]] = {
     "failed": frozenset(),
 }
 
-# Where a job was heading when it paused decides where "resumed" leads.
+# A job in one of these states holds its technician (en route, working or paused).
 _ACTIVE: Final = frozenset({"en_route", "on_site", "paused", "resumed"})
 
 

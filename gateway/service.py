@@ -202,7 +202,9 @@ class Gateway:
         previous = await self.store.put_technician(technician)
         if previous is not None:
             for device_id in previous.device_ids:
-                self._owner.pop(device_id, None)
+                # Release only what is still ours; the device may have moved on.
+                if self._owner.get(device_id) == technician.technician_id:
+                    del self._owner[device_id]
         for device_id in technician.device_ids:
             self._owner[device_id] = technician.technician_id
 
