@@ -48,14 +48,13 @@ def lognormal_p10_p90(mean: float, sd: float) -> tuple[float, float]:
     return exp(mu - Z90 * sigma), exp(mu + Z90 * sigma)
 
 
-def lognormal_sf(mean: float, sd: float, x: float) -> float:
-    """P(X > x) for a log-normal with this mean and standard deviation (a point mass if sd is 0)."""
+def lognormal_summary(mean: float, sd: float, x: float) -> tuple[float, float, float]:
+    """(p10, p90, P(X > x)) of one log-normal fit: the three numbers an ETA carries."""
     if mean <= 0.0 or sd <= 0.0:
-        return 1.0 if mean > x else 0.0
-    if x <= 0.0:
-        return 1.0
+        return mean, mean, 1.0 if mean > x else 0.0
     mu, sigma = _log_params(mean, sd)
-    return 1.0 - norm_cdf((log(x) - mu) / sigma)
+    p_late = 1.0 if x <= 0.0 else 1.0 - norm_cdf((log(x) - mu) / sigma)
+    return exp(mu - Z90 * sigma), exp(mu + Z90 * sigma), p_late
 
 
 def var_after_wait(mean: float, sd: float, floor: float) -> float:

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from eta.durations import DurationModel
 from eta.estimate import (
     EstimateConfig,
     JobEta,
@@ -25,7 +26,9 @@ NOW = 1_700_467_200.0  # Monday 08:00 UTC
 LAT0, LON0 = 60.17, 24.94
 
 # 10 m/s straight lines, no spread: 1 km takes exactly 100 s.
-EXACT = SpeedModel(SpeedPrior(10.0, detour_factor=1.0, speed_cv=0.0, mean_cv=0.0, detour_cv=0.0))
+EXACT = SpeedModel(
+    SpeedPrior(10.0, detour_factor=1.0, speed_cv=0.0, mean_cv=0.0, detour_cv=0.0, stop_cv=0.0)
+)
 NO_SPREAD = EstimateConfig(onsite_cv=0.0)
 # Same means, default spreads.
 SPREAD = SpeedModel(SpeedPrior(10.0, detour_factor=1.0))
@@ -216,7 +219,7 @@ def test_elapsed_and_remaining(s: TourStop, elapsed: float, remaining: float) ->
 
 def test_spread_of_first_legs_is_exact() -> None:
     got = estimate_tour(NOW, at_km(0), [stop("A", 1), stop("B", 3, dur=1200)], SPREAD)
-    rel2 = 0.25**2 + 0.3**2 + 0.15**2  # noise, prior mean, detour (relative variances)
+    rel2 = 0.5**2 + 0.3**2 + 0.15**2 + 0.1**2  # noise, prior mean, detour, stops
     sd_a = sqrt(rel2 * 100.0**2)
     sd_b = sqrt(rel2 * 100.0**2 + (0.25 * 600.0) ** 2 + rel2 * 200.0**2)
     for e, eta, sd in [(got[0], 100.0, sd_a), (got[1], 900.0, sd_b)]:
@@ -292,3 +295,53 @@ def test_tour_properties(stops: list[TourStop], position_km: float | None) -> No
     assert [e.job_id for e in got] == remaining[: len(got)]
     if position is not None:
         assert len(got) == len(remaining)
+
+
+@pytest.mark.parametrize(
+    ("first", "expected"),
+    [
+        # travel 100 s; to arrive 300 s before the window at +1000 it leaves at +600
+        (stop("A", 1, ws=1000), [("A", 700, 1600), ("B", 1800, 2400)]),
+        # already driving: arrives when it arrives
+        (stop("A", 1, "en_route", ws=1000), [("A", 100, 1600), ("B", 1800, 2400)]),
+        # late anyway: no reason to wait
+        (stop("A", 1, ws=50), [("A", 100, 700), ("B", 900, 1500)]),
+    ],
+)
+def test_max_early_leaves_later(first: TourStop, expected: list[tuple[str, float, float]]) -> None:
+    cfg = EstimateConfig(onsite_cv=0.0, max_early_s=300.0)
+    got = estimate_tour(NOW, at_km(0), [first, stop("B", 3)], EXACT, cfg)
+    assert [(e.job_id, e.eta - NOW, e.departure - NOW) for e in got] == [
+        pytest.approx(r) for r in expected
+    ]
+
+
+def overrunning_fleet() -> DurationModel:
+    durations = DurationModel()
+    for i in range(300):
+        durations.observe_job(600.0, (1.6 if i % 4 == 0 else 1.0) * 600.0)
+    return durations
+
+
+def test_learned_durations_widen_the_spread_but_keep_the_plan() -> None:
+    durations = overrunning_fleet()
+    tour = [stop("A", 1, "on_site", arrived=-590), stop("B", 3)]
+    plain = estimate_tour(NOW, at_km(1), tour, SPREAD)
+    learned = estimate_tour(NOW, at_km(1), tour, SPREAD, durations=durations)
+    assert [(e.eta, e.departure) for e in learned] == [(e.eta, e.departure) for e in plain]
+    assert learned[1].eta_p90 - plain[1].eta_p90 > 45.0  # the overrun tail
+    assert learned[1].late_probability >= plain[1].late_probability
+
+
+def test_learned_durations_move_the_times_when_asked() -> None:
+    durations = overrunning_fleet()
+    cfg = EstimateConfig(learned_durations=True)
+    tour = [stop("A", 1, "on_site", arrived=-700), stop("B", 3), stop("C", 5)]
+    a, b, c = estimate_tour(NOW, at_km(1), tour, SPREAD, cfg, durations)
+    rest = durations.remaining(600.0, 700.0)
+    assert rest is not None
+    assert a.remaining_onsite_s == pytest.approx(max(rest[0], 60.0))
+    assert b.eta - NOW == pytest.approx(a.remaining_onsite_s + 200.0)
+    mean_b = durations.expected(600.0)[0]
+    assert b.remaining_onsite_s == pytest.approx(mean_b)
+    assert c.eta - b.eta == pytest.approx(mean_b + 200.0)

@@ -64,8 +64,8 @@ def test_prior_travel_time_is_distance_times_detour_over_speed() -> None:
     t = 2000.0 * 1.35 / 8.3
     assert tt.mean_s == pytest.approx(t)
     assert tt.distance_m == pytest.approx(2700.0)
-    # noise 0.5 x 0.5, prior mean 0.3, detour 0.15: all relative to t
-    assert tt.sd_s == pytest.approx(t * sqrt(0.25**2 + 0.3**2 + 0.15**2))
+    # noise 0.5, prior mean 0.3, detour 0.15, stops 0.1: all relative to t
+    assert tt.sd_s == pytest.approx(t * sqrt(0.5**2 + 0.3**2 + 0.15**2 + 0.1**2))
     assert tt.p10_s < tt.mean_s < tt.p90_s
 
 
@@ -172,6 +172,29 @@ def test_unusable_pairs_teach_nothing(d_m: float, dt: float, why: str) -> None:
 @pytest.mark.parametrize(
     ("trips", "expected"),
     [
+        ([], 1.0),
+        ([(1000.0, 1500.0, 600.0, 500.0)], (3 * 1.0 + 1.2) / 4),
+        ([(1000.0, 1500.0, 600.0, None)], 1.0),  # no moving time: nothing to compare
+        ([(1000.0, 1500.0, 600.0, 200.0)], 1.0),  # stopped 2/3 of the way: a break
+        ([(1000.0, 1500.0, 600.0, 700.0)], 1.0),  # inconsistent
+        ([(150.0, 300.0, 600.0, 500.0)], 1.0),  # too short to say
+        ([(1000.0, 3500.0, 600.0, 500.0)], (3 * 1.0 + 1.2) / 4),  # loops still have stops
+    ],
+)
+def test_stop_factor_learned_from_trips(
+    trips: list[tuple[float, float, float, float | None]], expected: float
+) -> None:
+    model = SpeedModel(SpeedPrior(10.0, detour_factor=1.0))
+    for trip in trips:
+        model.observe_trip(*trip)
+    assert model.stop_factor()[0] == pytest.approx(expected)
+    leg = model.travel_time(LAT0, LON0, north(1000.0), LON0, MONDAY_8H)
+    assert leg.mean_s == pytest.approx(100.0 * model.detour()[0] * expected)
+
+
+@pytest.mark.parametrize(
+    ("trips", "expected"),
+    [
         ([], 1.35),
         ([(1000.0, 1500.0)], (3 * 1.35 + 1.5) / 4),
         ([(1000.0, 900.0)], (3 * 1.35 + 1.0) / 4),  # corner-cutting fixes: clipped to 1
@@ -200,7 +223,7 @@ def test_routing_prior_replaces_detour_and_prior_speed() -> None:
     tt = model.travel_time(LAT0, LON0, north(2000.0), LON0, MONDAY_8H)
     assert tt.mean_s == pytest.approx(150.0)
     assert tt.distance_m == 3000.0
-    assert tt.sd_s == pytest.approx(150.0 * sqrt(0.25**2 + 0.3**2))
+    assert tt.sd_s == pytest.approx(150.0 * sqrt(0.5**2 + 0.3**2 + 0.1**2))
     miss = SpeedModel(routing=FixedRoute(None)).travel_time(LAT0, LON0, north(2000.0), LON0, 0.0)
     assert miss == SpeedModel().travel_time(LAT0, LON0, north(2000.0), LON0, 0.0)
 

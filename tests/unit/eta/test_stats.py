@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from eta.stats import (
     lognormal_p10_p90,
-    lognormal_sf,
+    lognormal_summary,
     norm_cdf,
     percentile,
     var_after_wait,
@@ -43,12 +43,14 @@ def test_lognormal_degenerate_is_a_point(mean: float, sd: float) -> None:
         (100.0, 0.0, 100.0, 0.0),
         (100.0, 50.0, 0.0, 1.0),
         (100.0, 50.0, -5.0, 1.0),
-        (100.0, 50.0, 48.82381226, 0.9),
-        (100.0, 50.0, 163.85447243, 0.1),
+        (100.0, 50.0, 48.8238122608321, 0.9),
+        (100.0, 50.0, 163.8544724295902, 0.1),
     ],
 )
-def test_lognormal_sf(mean: float, sd: float, x: float, expected: float) -> None:
-    assert lognormal_sf(mean, sd, x) == pytest.approx(expected, abs=1e-5)
+def test_lognormal_tail(mean: float, sd: float, x: float, expected: float) -> None:
+    p10, p90, p_late = lognormal_summary(mean, sd, x)
+    assert p_late == pytest.approx(expected, abs=1e-8)
+    assert (p10, p90) == lognormal_p10_p90(mean, sd)
 
 
 @pytest.mark.parametrize(

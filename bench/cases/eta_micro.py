@@ -1,0 +1,140 @@
+"""``eta_micro``: µs per ETA operation the gateway runs on every fix of a technician on tour.
+
+Measured: ``SpeedModel.observe`` on a seeded drive, ``travel_time`` for a leg between two
+stops (cells cached) and from a moving position (cells looked up), ``estimate_tour`` of an
+8-stop tour from a moving position, ``evaluate`` and ``customer_notifications`` on its
+result, and the sum per fix. Baselines in the same run: bare haversine + one EWMA update
+(FACTS.md's 1.2 µs figure) and a constant-speed straight-line travel time.
+"""
+
+from __future__ import annotations
+
+import random
+import statistics
+import time
+from collections.abc import Callable
+from itertools import pairwise
+from math import cos, radians
+from typing import Any
+
+from eta.delay import AlertState, NotifyState, customer_notifications, evaluate
+from eta.estimate import TourStop, estimate_tour
+from eta.geo import haversine_m
+from eta.speeds import SpeedModel
+
+T0 = 1_700_467_200.0  # Monday 08:00 UTC
+LAT0, LON0 = 60.17, 24.94
+
+
+def _per_op_us(fn: Callable[[int], object], n: int, repeats: int = 5) -> float:
+    """Median over ``repeats`` of the mean µs per call of ``fn(i)`` for i in range(n)."""
+    fn(0)
+    runs = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for i in range(n):
+            fn(i)
+        runs.append((time.perf_counter() - t0) / n * 1e6)
+    return statistics.median(runs)
+
+
+def _drive(rng: random.Random, n: int) -> list[tuple[float, float, float]]:
+    """A wandering drive over central Helsinki: a fix every 10 s at 3-14 m/s."""
+    lat, lon, ts, heading = LAT0, LON0, T0 - n * 10.0, rng.uniform(0, 360)
+    out = []
+    m_per_deg_lon = 111_195.0 * cos(radians(LAT0))
+    for _ in range(n):
+        heading += rng.gauss(0, 25)
+        step = rng.uniform(3, 14) * 10.0
+        lat += step * cos(radians(heading)) / 111_195.0
+        lon += step * cos(radians(90 - heading)) / m_per_deg_lon
+        # Stay within ~6 km of the centre, like a city fleet.
+        if abs(lat - LAT0) > 0.05 or abs(lon - LON0) > 0.1:
+            heading += 180
+        ts += 10.0
+        out.append((lat, lon, ts))
+    return out
+
+
+def _tour(rng: random.Random) -> list[TourStop]:
+    stops = []
+    for i in range(8):
+        start = T0 + 1800 + i * 3600
+        stops.append(
+            TourStop(
+                job_id=f"J{i}",
+                lat=LAT0 + rng.uniform(-0.04, 0.04),
+                lon=LON0 + rng.uniform(-0.08, 0.08),
+                window_start=start,
+                window_end=start + 7200,
+                planned_duration_s=2400.0,
+                state="en_route" if i == 0 else "planned",
+            )
+        )
+    return stops
+
+
+def run(quick: bool) -> dict[str, Any]:
+    rng = random.Random(7)
+    n = 20_000 if quick else 200_000
+    fixes = _drive(rng, 20_000)
+    pairs = list(pairwise(fixes))
+    model = SpeedModel()
+
+    def observe(i: int) -> None:
+        (a1, o1, t1), (a2, o2, t2) = pairs[i % len(pairs)]
+        model.observe(a1, o1, t1, a2, o2, t2)
+
+    observe_us = _per_op_us(observe, n)
+
+    ewma = [0.0, 0.0]
+
+    def baseline_observe(i: int) -> None:
+        (a1, o1, t1), (a2, o2, t2) = pairs[i % len(pairs)]
+        v = haversine_m(a1, o1, a2, o2) / (t2 - t1)
+        ewma[0] += 0.05 * (v - ewma[0])
+        ewma[1] = 0.95 * (ewma[1] + 0.05 * (v - ewma[0]) ** 2)
+
+    baseline_observe_us = _per_op_us(baseline_observe, n)
+
+    stops = _tour(rng)
+    s0, s1 = stops[0], stops[1]
+    cached_us = _per_op_us(lambda i: model.travel_time(s0.lat, s0.lon, s1.lat, s1.lon, T0), n)
+    moving_us = _per_op_us(
+        lambda i: model.travel_time(*fixes[i % len(fixes)][:2], s1.lat, s1.lon, T0), n
+    )
+    constant_us = _per_op_us(
+        lambda i: haversine_m(*fixes[i % len(fixes)][:2], s1.lat, s1.lon) * 1.35 / 8.3, n
+    )
+    n_tour = n // 10
+    tour_us = _per_op_us(
+        lambda i: estimate_tour(T0 + i, fixes[i % len(fixes)][:2], stops, model), n_tour
+    )
+    etas = estimate_tour(T0, fixes[0][:2], stops, model)
+    alerts = AlertState()
+    evaluate_us = _per_op_us(
+        lambda i: evaluate(T0 + i, "t1", etas, stops, T0 + i, None, False, alerts), n
+    )
+    notify_state = NotifyState()
+    notify_us = _per_op_us(
+        lambda i: customer_notifications(
+            T0 + i, "t1", fixes[i % len(fixes)][:2], etas, stops, notify_state
+        ),
+        n,
+    )
+    per_fix = observe_us + tour_us + evaluate_us + notify_us
+    return {
+        "observe_us": round(observe_us, 3),
+        "baseline_haversine_ewma_us": round(baseline_observe_us, 3),
+        "observe_vs_baseline": round(observe_us / baseline_observe_us, 2),
+        "travel_time_cached_leg_us": round(cached_us, 3),
+        "travel_time_moving_origin_us": round(moving_us, 3),
+        "baseline_constant_speed_us": round(constant_us, 3),
+        "estimate_tour_8_stops_us": round(tour_us, 2),
+        "evaluate_8_jobs_us": round(evaluate_us, 3),
+        "customer_notifications_8_jobs_us": round(notify_us, 3),
+        "per_fix_total_us": round(per_fix, 2),
+        "fixes_per_s_per_core_eta_only": round(1e6 / per_fix),
+        "cells_learned": model.cell_count,
+        "snapshot_cells_json_kib": round(len(str(model.snapshot())) / 1024, 1),
+    }
