@@ -15,8 +15,9 @@ With neither, no travel can be estimated: the ETAs computed so far (on-site stop
 returned and the rest are left out rather than guessed.
 
 Uncertainty: variances add along the tour (travel legs from the speed model, on-site
-durations with ``EstimateConfig.onsite_cv``). Waiting for a window to open absorbs part
-of the spread (the variance of max(arrival, window start) for a normal arrival). The spread
+durations from ``EstimateConfig.onsite_cv`` or, better, a learned ``DurationModel``).
+Waiting for a window to open absorbs part of the spread (the variance of
+max(arrival, window start) for a normal arrival). The spread
 of each ETA is fitted as a log-normal over the time remaining until it (skewed: a job can
 be much later than predicted, never before now); ``late_probability`` comes from the same
 fit.

@@ -11,7 +11,9 @@ exponentially weighted means and variances per H3 cell, at four levels of detail
 A query blends them coarse to fine, each level shrunk toward the one above it by
 ``SpeedPrior.weight`` pseudo-observations, so a cell with thin data falls back to its
 coarser levels and, with no data at all, to the configured prior speed of its area.
-A road-detour factor (path length over straight-line distance) is learned from whole trips.
+Two factors are learned from whole trips (``observe_trip``, fed by ``eta.trips``): the road
+detour (path length over straight-line distance) and the stop factor (trip time over moving
+time -- pairs of fixes standing at a light are not speed samples, so this puts that time back).
 
 Resolution: H3 res 8 (cells of ~0.74 km², ~0.9 km across). A technician at urban speeds
 crosses one in about 100 s, so a pass yields ~10 samples at typical 5-15 s fix intervals --
@@ -19,8 +21,8 @@ enough for a mean -- while cells are still small enough to tell a ring road from
 town. Res 9 (0.1 km²) would split each pass into one or two noisy samples per cell and
 multiply the data the fleet needs by seven; res 7 (5 km²) mixes arterials with side streets.
 
-Travel time along a leg = straight-line distance x detour / speed, with the speed of each
-equal piece of the leg read from the cell at its centre (pieces of ``sample_spacing_m``).
+Travel time along a leg = straight-line distance x detour / speed x stop factor, the speed
+of each equal piece of the leg read from the cell at its centre (``sample_spacing_m``).
 Why a harmonic sum: time is distance over speed piece by piece, not over an average speed.
 Samples are weighted by their duration (``dt / obs_unit_s``): a time-weighted mean of speed
 is total distance over total time, whatever the fix interval.

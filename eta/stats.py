@@ -17,6 +17,9 @@ Z90 = 1.2815515655446004
 MAX_CV = 3.0
 """Largest coefficient of variation used for a fit (sigma = 1.52 in log space)."""
 
+MIN_CV = 1e-6
+"""Below this the spread is a point: log(1 + cv²) would round to a zero sigma."""
+
 _INV_SQRT2 = 1.0 / sqrt(2.0)
 _INV_SQRT2PI = 1.0 / sqrt(2.0 * pi)
 
@@ -40,21 +43,22 @@ def _log_params(mean: float, sd: float) -> tuple[float, float]:
 def lognormal_p10_p90(mean: float, sd: float) -> tuple[float, float]:
     """p10 and p90 of a log-normal with this mean and standard deviation.
 
-    A non-positive mean or spread is a certain value: both quantiles are the mean.
+    A non-positive mean or a negligible spread is a certain value: both quantiles are the mean.
     """
-    if mean <= 0.0 or sd <= 0.0:
+    if mean <= 0.0 or sd <= mean * MIN_CV:
         return mean, mean
     mu, sigma = _log_params(mean, sd)
-    return exp(mu - Z90 * sigma), exp(mu + Z90 * sigma)
+    # min/max: rounding must not put the mean outside its own spread.
+    return min(exp(mu - Z90 * sigma), mean), max(exp(mu + Z90 * sigma), mean)
 
 
 def lognormal_summary(mean: float, sd: float, x: float) -> tuple[float, float, float]:
     """(p10, p90, P(X > x)) of one log-normal fit: the three numbers an ETA carries."""
-    if mean <= 0.0 or sd <= 0.0:
+    if mean <= 0.0 or sd <= mean * MIN_CV:
         return mean, mean, 1.0 if mean > x else 0.0
     mu, sigma = _log_params(mean, sd)
     p_late = 1.0 if x <= 0.0 else 1.0 - norm_cdf((log(x) - mu) / sigma)
-    return exp(mu - Z90 * sigma), exp(mu + Z90 * sigma), p_late
+    return min(exp(mu - Z90 * sigma), mean), max(exp(mu + Z90 * sigma), mean), p_late
 
 
 def var_after_wait(mean: float, sd: float, floor: float) -> float:

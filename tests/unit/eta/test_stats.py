@@ -31,7 +31,9 @@ def test_lognormal_quantiles_known_values() -> None:
     assert p90 == pytest.approx(163.85447243, abs=1e-6)
 
 
-@pytest.mark.parametrize(("mean", "sd"), [(0.0, 10.0), (100.0, 0.0), (-1.0, 3.0)])
+@pytest.mark.parametrize(
+    ("mean", "sd"), [(0.0, 10.0), (100.0, 0.0), (-1.0, 3.0), (1e9, 1e-3), (5.0, 1e-9)]
+)
 def test_lognormal_degenerate_is_a_point(mean: float, sd: float) -> None:
     assert lognormal_p10_p90(mean, sd) == (mean, mean)
 
@@ -41,6 +43,7 @@ def test_lognormal_degenerate_is_a_point(mean: float, sd: float) -> None:
     [
         (100.0, 0.0, 99.0, 1.0),
         (100.0, 0.0, 100.0, 0.0),
+        (1e9, 1e-3, 1e9 - 1.0, 1.0),  # a spread too small to fit: a point
         (100.0, 50.0, 0.0, 1.0),
         (100.0, 50.0, -5.0, 1.0),
         (100.0, 50.0, 48.8238122608321, 0.9),
