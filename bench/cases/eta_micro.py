@@ -2,9 +2,10 @@
 
 Measured: ``SpeedModel.observe`` on a seeded drive, ``travel_time`` for a leg between two
 stops (cells cached) and from a moving position (cells looked up), ``estimate_tour`` of an
-8-stop tour from a moving position, ``evaluate`` and ``customer_notifications`` on its
-result, and the sum per fix. Baselines in the same run: bare haversine + one EWMA update
-(FACTS.md's 1.2 µs figure) and a constant-speed straight-line travel time.
+8-stop tour from a moving position (and with the first job on site and a duration model),
+``evaluate`` and ``customer_notifications`` on its result, ``extend_trip``, and the sum per
+fix. Baselines in the same run: bare haversine + one EWMA update (FACTS.md's 1.2 µs figure)
+and a constant-speed straight-line travel time.
 """
 
 from __future__ import annotations
@@ -13,14 +14,17 @@ import random
 import statistics
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from itertools import pairwise
 from math import cos, radians
 from typing import Any
 
 from eta.delay import AlertState, NotifyState, customer_notifications, evaluate
+from eta.durations import DurationModel
 from eta.estimate import TourStop, estimate_tour
 from eta.geo import haversine_m
 from eta.speeds import SpeedModel
+from eta.trips import begin_trip, extend_trip
 
 T0 = 1_700_467_200.0  # Monday 08:00 UTC
 LAT0, LON0 = 60.17, 24.94
@@ -110,6 +114,22 @@ def run(quick: bool) -> dict[str, Any]:
     tour_us = _per_op_us(
         lambda i: estimate_tour(T0 + i, fixes[i % len(fixes)][:2], stops, model), n_tour
     )
+    durations = DurationModel()
+    for _ in range(200):
+        durations.observe_job(2400.0, 2400.0 * rng.choice((0.9, 1.0, 1.1, 1.5)))
+    on_site = [replace(stops[0], state="on_site", arrived_at=T0 - 2000.0), *stops[1:]]
+    tour_dur_us = _per_op_us(
+        lambda i: estimate_tour(
+            T0 + i, fixes[i % len(fixes)][:2], on_site, model, durations=durations
+        ),
+        n_tour,
+    )
+    trip = begin_trip(*fixes[0])
+
+    def extend(i: int) -> None:
+        extend_trip(trip, *fixes[1 + i % (len(fixes) - 1)])
+
+    trip_us = _per_op_us(extend, n)
     etas = estimate_tour(T0, fixes[0][:2], stops, model)
     alerts = AlertState()
     evaluate_us = _per_op_us(
@@ -122,7 +142,7 @@ def run(quick: bool) -> dict[str, Any]:
         ),
         n,
     )
-    per_fix = observe_us + tour_us + evaluate_us + notify_us
+    per_fix = observe_us + tour_us + evaluate_us + notify_us + trip_us
     return {
         "observe_us": round(observe_us, 3),
         "baseline_haversine_ewma_us": round(baseline_observe_us, 3),
@@ -131,6 +151,8 @@ def run(quick: bool) -> dict[str, Any]:
         "travel_time_moving_origin_us": round(moving_us, 3),
         "baseline_constant_speed_us": round(constant_us, 3),
         "estimate_tour_8_stops_us": round(tour_us, 2),
+        "estimate_tour_8_stops_on_site_with_durations_us": round(tour_dur_us, 2),
+        "extend_trip_us": round(trip_us, 3),
         "evaluate_8_jobs_us": round(evaluate_us, 3),
         "customer_notifications_8_jobs_us": round(notify_us, 3),
         "per_fix_total_us": round(per_fix, 2),
