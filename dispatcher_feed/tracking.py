@@ -336,7 +336,11 @@ async def _customer_frames(
     state: TrackingState,
 ) -> AsyncIterator[bytes]:
     rule = state.config.coarsening
-    while not view.ended and not overflowed.is_set():
+    while not view.ended:
+        # Cut off for falling behind: send what was queued, so that the resume
+        # (from the last id sent) always makes progress, then end.
+        if overflowed.is_set() and queue.empty():
+            return
         remaining = claims.expires_at - time.time()
         if remaining <= 0 or state.revocations.revoked(claims.job_id, claims.issued_at):
             reason = "expired" if remaining <= 0 else "revoked"

@@ -95,13 +95,13 @@ function initMap() {
 function techIcon(label) {
   const root = el("div");
   const arrow = document.createElementNS(SVG, "svg");
-  arrow.setAttribute("viewBox", "0 0 32 32");
+  arrow.setAttribute("viewBox", "0 0 40 40");
   arrow.setAttribute("class", "arrow");
   const tip = document.createElementNS(SVG, "path");
-  tip.setAttribute("d", "M16 0 L22 9 L10 9 Z");
+  tip.setAttribute("d", "M20 0 L26 8 L14 8 Z");
   arrow.appendChild(tip);
   root.append(arrow, el("div", "dot"), el("div", "label", label));
-  return L.divIcon({ html: root, className: "tech-marker", iconSize: [32, 32], iconAnchor: [16, 16] });
+  return L.divIcon({ html: root, className: "tech-marker", iconSize: [40, 40], iconAnchor: [20, 20] });
 }
 
 function siteIcon() {

@@ -43,6 +43,7 @@ function when(ts) {
 function initMap(config) {
   if (map || !window.L || !view.site) return;
   map = L.map("map", { zoomControl: true, attributionControl: Boolean(config && config.tile_url) });
+  L.control.scale().addTo(map);
   if (config && config.tile_url) {
     L.tileLayer(config.tile_url, { attribution: config.attribution || "", maxZoom: 19 }).addTo(map);
   } else {
@@ -60,13 +61,13 @@ function initMap(config) {
 function vanIcon() {
   const root = el("div");
   const arrow = document.createElementNS(SVG, "svg");
-  arrow.setAttribute("viewBox", "0 0 32 32");
+  arrow.setAttribute("viewBox", "0 0 40 40");
   arrow.setAttribute("class", "arrow");
   const tip = document.createElementNS(SVG, "path");
-  tip.setAttribute("d", "M16 0 L22 9 L10 9 Z");
+  tip.setAttribute("d", "M20 0 L26 8 L14 8 Z");
   arrow.appendChild(tip);
   root.append(arrow, el("div", "dot"));
-  return L.divIcon({ html: root, className: "van-marker", iconSize: [32, 32], iconAnchor: [16, 16] });
+  return L.divIcon({ html: root, className: "van-marker", iconSize: [40, 40], iconAnchor: [20, 20] });
 }
 
 function drawVan() {

@@ -362,3 +362,30 @@ async def test_open_stream_ends_on_expiry_or_revocation(
             events += await read_until(reader, limit_s=6.0)
         assert shown(events) == [("snapshot", "scheduled"), ("end", how)]
         assert rt.metrics.sse_clients.read() == 0
+
+
+async def test_a_customer_cut_off_for_falling_behind_resumes_without_loss(
+    broker: Mosquitto, prefix: str
+) -> None:
+    settings = gateway_settings(broker.url, prefix, sse_queue_size=3)
+    async with (
+        running_gateway(settings) as rt,
+        httpx.AsyncClient(base_url=settings.base_url, timeout=10) as http,
+    ):
+        await setup_fleet(http, time.time() + 3600)
+        token = (await issue(http, "j1"))["token"]
+        burst = [
+            {"type": "eta", "ts": time.time(), "job_id": "j1", "technician_id": "t1",
+             "eta": 1000.0 + i, "eta_p90": None, "delay_s": None}
+            for i in range(7)
+        ]  # fmt: skip
+        async with http.stream("GET", f"/track/{token}/events") as stream:
+            reader, _ = await opened(stream)
+            await rt.bus.publish(burst)  # seven events into a queue of three
+            batches = [await read_until(reader)]  # what was queued, then the cut
+        # Each resume replays into a queue of three again: three, then the last one.
+        for stop in (None, "eta"):
+            resume = {"Last-Event-ID": str(batches[-1][-1].id)}
+            async with http.stream("GET", f"/track/{token}/events", headers=resume) as stream:
+                batches.append(await read_until(sse_events(stream), stop=stop))
+        assert [[e.data["eta"] - 1000 for e in b] for b in batches] == [[0, 1, 2], [3, 4, 5], [6]]
