@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Body, Depends, Header, Query, Request
+from fastapi import APIRouter, Body, Depends, FastAPI, Header, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field
@@ -114,13 +114,18 @@ class TrackingState:
             config, Revocations(config.max_ttl_s), RateLimiter(config.rate_per_s, config.burst)
         )
 
+    @classmethod
+    def of(cls, app: FastAPI) -> TrackingState:
+        """The app's, made on first use unless ``create_app`` made it (and so checked it) first."""
+        state: TrackingState | None = getattr(app.state, "tracking", None)
+        if state is None:
+            ctx: AppContext = app.state.ctx
+            state = app.state.tracking = cls.from_settings(ctx.settings)
+        return state
+
 
 def tracking_state(request: Request) -> TrackingState:
-    state: TrackingState | None = getattr(request.app.state, "tracking", None)
-    if state is None:
-        ctx: AppContext = request.app.state.ctx
-        state = request.app.state.tracking = TrackingState.from_settings(ctx.settings)
-    return state
+    return TrackingState.of(request.app)
 
 
 State = Annotated[TrackingState, Depends(tracking_state)]
@@ -175,6 +180,16 @@ async def issue_link(
     job_id: IdPath, ctx: Ctx, state: State, body: Annotated[LinkIn | None, Body()] = None
 ) -> dict[str, Any]:
     """A customer link to follow this job: ``{url, token, expires_at}``."""
+    return await create_link(ctx, state, job_id, body.expires_at if body else None)
+
+
+async def create_link(
+    ctx: AppContext, state: TrackingState, job_id: str, expires_at: float | None = None
+) -> dict[str, Any]:
+    """Sign a link for ``job_id`` and announce it on the bus (also for ``fieldtrack demo``).
+
+    ``ApiError`` 404 for an unknown job, 409 for an ended one, 422 for a past expiry.
+    """
     job = await ctx.store.get_job(job_id)
     if job is None:
         raise ApiError(404, "not_found", f"no job {job_id!r}")
@@ -184,10 +199,10 @@ async def issue_link(
     # A link issued in the same millisecond as a revocation must not fall under it.
     last = state.revocations.last(job_id)
     issued = now if last is None else max(now, last + 0.002)
-    expires_at = int(state.config.expiry(job, now, body.expires_at if body else None))
-    if expires_at <= issued:
+    expires = int(state.config.expiry(job, now, expires_at))
+    if expires <= issued:
         raise ApiError(422, "invalid_request", "expires_at: must be in the future")
-    token = links.sign(state.config.keys, job_id, issued, expires_at)
+    token = links.sign(state.config.keys, job_id, issued, expires)
     url = f"{state.config.base_url}/track/{token}"
     event: Event = {
         "type": "notify",
@@ -196,11 +211,11 @@ async def issue_link(
         "job_id": job_id,
         "technician_id": job.technician_id,
         "url": url,
-        "expires_at": expires_at,
+        "expires_at": expires,
     }
     await ctx.bus.publish([event])
     ctx.metrics.events.inc(1.0, "notify")
-    return {"url": url, "token": token, "expires_at": expires_at, "job_id": job_id}
+    return {"url": url, "token": token, "expires_at": expires, "job_id": job_id}
 
 
 @tracking.delete("/api/v1/jobs/{job_id}/tracking-link", dependencies=[Depends(require_key)])

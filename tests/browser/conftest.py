@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator
+from importlib import resources
 from pathlib import Path
 
 import pytest
@@ -32,6 +33,10 @@ def chromium() -> Path:
         if "CI" in os.environ:
             pytest.fail(f"{CHROMIUM} is missing under CI (apt-get install -y chromium)")
         pytest.skip(f"{CHROMIUM} is not installed (apt-get install -y chromium)")
+    # Without the vendored Leaflet the pages cannot draw: that is a build error, not a skip.
+    leaflet = resources.files("dispatcher_feed") / "static" / "vendor" / "leaflet.js"
+    if not leaflet.is_file():
+        pytest.fail("dispatcher_feed/static/vendor is empty: run scripts/build_assets.sh")
     return CHROMIUM
 
 

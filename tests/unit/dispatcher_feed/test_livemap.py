@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import types
 
+import httpx
 import pytest
 
 from dispatcher_feed.livemap import OSM_TILES, MapConfig, page_headers, tile_origin
@@ -64,3 +65,58 @@ def test_map_config_from_settings_with_and_without_the_fields() -> None:
     assert MapConfig.from_settings(custom) == MapConfig("/tiles/{z}/{x}/{y}.png", "mine", 19, 60.0)
     with pytest.raises(ValueError):
         MapConfig.from_settings(types.SimpleNamespace(map_tile_url="https://x.org; a"))
+
+
+# -- over HTTP (the app of conftest.py, with the tracking router included) --------------------
+
+
+async def test_dispatcher_page_admits_the_tile_server_and_nothing_else(
+    client: httpx.AsyncClient,
+) -> None:
+    r = await client.get("/")
+    assert r.status_code == 200
+    assert r.headers["referrer-policy"] == "no-referrer"
+    assert r.headers["cache-control"] == "no-store"
+    policy = directives({"Content-Security-Policy": r.headers["content-security-policy"]})
+    assert policy["img-src"] == "'self' data: https://tile.openstreetmap.org"
+    assert policy["script-src"] == policy["style-src"] == policy["connect-src"] == "'self'"
+    assert '<script src="/static/vendor/leaflet.js"></script>' in r.text
+    assert "https://" not in r.text and "http://" not in r.text
+
+
+async def test_config_says_whether_signed_in_and_which_panels_exist(
+    client: httpx.AsyncClient, api_key: str
+) -> None:
+    before = (await client.get("/map/config.json")).json()
+    assert before == {
+        "tile_url": OSM_TILES, "attribution": MapConfig().attribution, "max_zoom": 19,
+        "stale_after_s": 300.0, "signed_in": False, "panels": before["panels"],
+    }  # fmt: skip
+    assert set(before["panels"]) == {"kpis", "geofences"}
+    assert all(isinstance(v, bool) for v in before["panels"].values())
+    assert (await client.post("/session", json={"api_key": api_key})).status_code == 200
+    assert (await client.get("/map/config.json")).json()["signed_in"] is True
+
+
+@pytest.mark.parametrize(
+    ("path", "status", "content_type"),
+    [
+        ("leaflet.js", 200, "text/javascript"),
+        ("leaflet.css", 200, "text/css"),
+        ("images/layers.png", 200, "image/png"),
+        ("LEAFLET-LICENSE.txt", 404, None),
+        ("missing.js", 404, None),
+        ("..%2F..%2Fapp.py", 404, None),
+        ("..%2Fdispatcher.js", 404, None),
+        ("images/deeper/x.png", 404, None),
+    ],
+)
+async def test_vendored_files(
+    client: httpx.AsyncClient, path: str, status: int, content_type: str | None
+) -> None:
+    """Needs ``scripts/build_assets.sh`` (``make install``) to have run."""
+    r = await client.get(f"/static/vendor/{path}")
+    assert r.status_code == status
+    if content_type is not None:
+        assert r.headers["content-type"].startswith(content_type)
+        assert len(r.content) > 500
