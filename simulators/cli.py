@@ -1,0 +1,194 @@
+"""`fieldtrack simulate`: options, environment fallbacks and a clean Ctrl-C.
+
+The gateway's command line owns the program; it calls :func:`add_arguments` on its
+``simulate`` sub-parser and awaits :func:`run_from_args`. Every option can also come from
+``FIELDTRACK_<OPTION>`` (``--api-key`` -> ``FIELDTRACK_API_KEY``); a command-line value wins.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import re
+import signal
+from collections.abc import Callable, Iterator, Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+import httpx
+from rich.console import Console
+
+from simulators.config import FORMATS, NETWORKS, PROTOCOLS, SimConfig
+from simulators.runner import SimSummary, SimulationError, simulate
+
+ENV_PREFIX = "FIELDTRACK_"
+_UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration(text: str) -> float:
+    """'90', '90s', '15m', '1.5h' -> seconds."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", text.lower())
+    if not m:
+        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (e.g. 3600, 45m, 8h)")
+    return float(m.group(1)) * _UNITS[m.group(2)]
+
+
+def parse_time(text: str) -> float:
+    """Epoch seconds, or an ISO 8601 date-time (naive means local time)."""
+    with contextlib.suppress(ValueError):
+        return float(text)
+    try:
+        dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not a time: {text!r}") from exc
+    return dt.timestamp()  # a naive datetime's timestamp() is local time
+
+
+def _choice(allowed: tuple[str, ...]) -> Callable[[str], str]:
+    def check(text: str) -> str:
+        if text not in allowed:
+            raise argparse.ArgumentTypeError(f"choose from {', '.join(allowed)}")
+        return text
+
+    return check
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be >= 1")
+    return value
+
+
+def _first_key(text: str) -> str:
+    # FIELDTRACK_API_KEY may list several keys for the gateway; the simulator uses the first.
+    return text.split(",")[0].strip()
+
+
+# (option, type, help); defaults live in SimConfig, so every option defaults to None here.
+OPTIONS: tuple[tuple[str, Callable[[str], Any], str], ...] = (
+    ("--mqtt", str, "broker URL, mqtt://[user:pass@]host:port (default mqtt://127.0.0.1:1883)"),
+    ("--api", str, "gateway HTTP URL for registrations and OsmAnd (default http://127.0.0.1:8080)"),
+    ("--api-key", _first_key, "API key sent as Authorization: Bearer"),
+    ("--technicians", _positive_int, "number of technicians (default 10)"),
+    ("--speedup", float, "virtual seconds per wall second (default 1 = real time)"),
+    ("--seed", int, "random seed: the same seed gives the same fleet and truth (default 1)"),
+    ("--truth", Path, "write ground truth JSONL here"),
+    ("--format", _choice(FORMATS), "json, msgpack, owntracks or osmand (default json)"),
+    ("--network", _choice(NETWORKS), "synthetic or helsinki (default synthetic)"),
+    (
+        "--duration",
+        parse_duration,
+        "virtual time to simulate, e.g. 3600, 45m, 8h (default: whole day)",
+    ),
+    ("--start", parse_time, "virtual start, epoch s or ISO 8601 (default: so it ends by now)"),
+    ("--protocol", _choice(PROTOCOLS), "MQTT protocol 3.1.1 or 5 (default 5)"),
+    ("--topic-prefix", str, "MQTT topic prefix (default fleet)"),
+    ("--id-prefix", str, "prefix for technician, device and job ids (default none)"),
+    ("--timezone", str, "local time zone for rush hours (default Europe/Helsinki)"),
+)
+# argparse dest -> SimConfig field
+FIELDS = {
+    "mqtt": "mqtt_url",
+    "api": "api_url",
+    "api_key": "api_key",
+    "technicians": "technicians",
+    "speedup": "speedup",
+    "seed": "seed",
+    "truth": "truth_path",
+    "format": "format",
+    "network": "network",
+    "duration": "duration_s",
+    "start": "start",
+    "protocol": "protocol",
+    "topic_prefix": "topic_prefix",
+    "id_prefix": "id_prefix",
+    "timezone": "timezone",
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the `simulate` options to `parser`."""
+    for flag, kind, text in OPTIONS:
+        env = ENV_PREFIX + flag[2:].upper().replace("-", "_")
+        parser.add_argument(flag, type=kind, default=None, help=f"{text} [env {env}]")
+    parser.add_argument(
+        "--no-progress",
+        action="store_true",
+        default=None,
+        help="no progress bar [env FIELDTRACK_NO_PROGRESS]",
+    )
+
+
+def config_from_args(args: argparse.Namespace, environ: Mapping[str, str]) -> SimConfig:
+    """SimConfig from parsed options, then FIELDTRACK_* variables, then defaults."""
+    changes: dict[str, Any] = {}
+    for flag, kind, _ in OPTIONS:
+        dest = flag[2:].replace("-", "_")
+        value = getattr(args, dest, None)
+        env = environ.get(ENV_PREFIX + dest.upper())
+        if value is None and env:
+            try:
+                value = kind(env)
+            except (ValueError, argparse.ArgumentTypeError) as exc:
+                raise SystemExit(f"{ENV_PREFIX}{dest.upper()}: {exc}") from exc
+        if value is not None:
+            changes[FIELDS[dest]] = value
+    no_progress = getattr(args, "no_progress", None)
+    if no_progress is None:
+        no_progress = environ.get(ENV_PREFIX + "NO_PROGRESS", "").lower() in ("1", "true", "yes")
+    changes["progress"] = not no_progress
+    return SimConfig().with_(**changes)
+
+
+async def run_from_args(args: argparse.Namespace) -> int:
+    """Run `fieldtrack simulate`; 0 when the day completes, 130 when stopped, 1 on error."""
+    console = Console(stderr=True)
+    try:
+        cfg = config_from_args(args, os.environ)
+    except ValueError as exc:
+        console.print(f"[red]simulate: {exc}[/]")
+        return 2
+    stop = asyncio.Event()
+    try:
+        with _stop_on_signals(stop):
+            summary = await simulate(cfg, stop=stop)
+    except (SimulationError, aiomqtt.MqttError, httpx.HTTPError, OSError) as exc:
+        console.print(f"[red]simulate failed: {exc}[/]")
+        return 1
+    _print_summary(console, summary)
+    return 130 if summary.stopped_early else 0
+
+
+@contextlib.contextmanager
+def _stop_on_signals(stop: asyncio.Event) -> Iterator[None]:
+    """Ctrl-C / SIGTERM set `stop` (the run then finishes its truth file and returns)."""
+    loop = asyncio.get_running_loop()
+    installed = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(sig, stop.set)
+            installed.append(sig)
+    try:
+        yield
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+
+
+def _print_summary(console: Console, s: SimSummary) -> None:
+    state = "stopped early" if s.stopped_early else "done"
+    console.print(
+        f"simulate {state}: {s.messages} messages ({s.fixes} fixes, {s.statuses} statuses), "
+        f"{s.registrations} registrations, {s.http_requests} HTTP posts "
+        f"({s.http_rejected} rejected as expected, {s.http_errors} unexpected errors) "
+        f"in {s.wall_s:.1f} s"
+    )
+    if s.faults:
+        console.print("injected faults: " + ", ".join(f"{k} {v}" for k, v in s.faults.items()))
+    if s.truth_path is not None:
+        console.print(f"truth: {s.truth_path} ({s.truth_records} records)")
