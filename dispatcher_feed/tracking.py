@@ -12,6 +12,7 @@ The public endpoints are rate-limited per client address.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
@@ -135,8 +136,9 @@ def rate_limit(request: Request, state: State) -> None:
     client = request.client.host if request.client is not None else "unknown"
     wait = state.limiter.take(client, time.monotonic())
     if wait > 0:
-        exc = ApiError(429, "rate_limited", f"too many requests; retry in {wait:.0f} s")
-        exc.headers = {"Retry-After": str(max(1, round(wait)))}
+        seconds = math.ceil(wait)
+        exc = ApiError(429, "rate_limited", f"too many requests; retry in {seconds} s")
+        exc.headers = {"Retry-After": str(seconds)}
         raise exc
 
 

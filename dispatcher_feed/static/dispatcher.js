@@ -162,7 +162,19 @@ function drawTech(id) {
   }
   drawTour(id);
   drawTechPanel(id);
-  applyFilter();
+  filterTech(id);
+}
+
+// Fixes can arrive faster than a screen refreshes: redraw each technician once a frame.
+const dirty = new Set();
+let frame = 0;
+function redraw(id) {
+  dirty.add(id);
+  if (!frame) frame = requestAnimationFrame(() => {
+    frame = 0;
+    for (const each of dirty) drawTech(each);
+    dirty.clear();
+  });
 }
 
 function tourOf(id) {
@@ -256,16 +268,25 @@ function hide(node, hidden) {
   if (node) node.classList.toggle("filtered-out", hidden);
 }
 
-function applyFilter() {
-  for (const [id, entry] of techs) {
-    const out = !visible(id);
-    hide(entry.li, out);
-    hide(entry.marker && entry.marker.getElement(), out);
-    hide(entry.line && entry.line.getElement(), out);
-  }
+function filtering() {
+  return Boolean(filter.tech || filter.status);
+}
+
+function filterTech(id) {
+  const entry = techs.get(id);
+  const out = !visible(id);
+  hide(entry.li, out);
+  hide(entry.marker && entry.marker.getElement(), out);
+  hide(entry.line && entry.line.getElement(), out);
   for (const { j, marker } of jobs.values()) {
-    const out = filter.tech || filter.status ? !j.technician_id || !visible(j.technician_id) : false;
-    hide(marker && marker.getElement(), out);
+    if (j.technician_id === id) hide(marker && marker.getElement(), out);
+  }
+}
+
+function applyFilter() {
+  for (const id of techs.keys()) filterTech(id);
+  for (const { j, marker } of jobs.values()) {
+    if (!j.technician_id || !techs.has(j.technician_id)) hide(marker && marker.getElement(), filtering());
   }
   for (const li of alerts.values()) hide(li, !visible(li.dataset.technician));
 }
@@ -300,7 +321,7 @@ function addAlert(ev, kind) {
     alerts.delete(oldest);
   }
   countAlerts();
-  applyFilter();
+  hide(li, !visible(li.dataset.technician));
 }
 
 function logEvent(type, ev) {
@@ -400,7 +421,7 @@ const handlers = {
     const entry = id && techs.get(id);
     if (!entry) { reloadTechsSoon(); return; }
     entry.t.position = { lat: ev.lat, lon: ev.lon, ts: ev.ts, spd: ev.spd, hdg: ev.hdg, device_id: ev.device_id };
-    drawTech(id);
+    redraw(id);
   },
   status(ev) {
     logEvent("status", ev);
@@ -419,7 +440,7 @@ const handlers = {
   eta(ev) {
     const job = jobs.get(ev.job_id);
     if (job) Object.assign(job.j, { eta: ev.eta, eta_p90: ev.eta_p90, delay_s: ev.delay_s });
-    if (techs.has(ev.technician_id)) drawTech(ev.technician_id);
+    if (techs.has(ev.technician_id)) redraw(ev.technician_id);
   },
   alert(ev) {
     logEvent("alert", ev);
@@ -472,7 +493,7 @@ async function reconnect() {
   follow();
 }
 
-setInterval(() => { for (const id of techs.keys()) drawTech(id); }, 15000);
+setInterval(() => { for (const id of techs.keys()) redraw(id); }, 15000); // staleness ages
 
 // --- session --------------------------------------------------------------
 

@@ -14,7 +14,7 @@ from typing import Any
 import aiomqtt
 import httpx
 import pytest
-from playwright.async_api import Browser, Page
+from playwright.async_api import Browser, Page, expect
 
 from tests.browser.pages import Session, session
 from tests.support.gateway import API_KEY, gateway_settings, running_gateway
@@ -90,9 +90,7 @@ async def test_customer_follows_the_visit_to_the_end(
         assert "–" in await page.inner_text("#eta")
         assert await page.is_visible("#window-row")
         await device("pos", {"ts": time.time(), "lat": 48.8530, "lon": 2.3450, "hdg": 50.0})
-        await page.wait_for_function(
-            "document.querySelector('.van-marker').dataset.lat === '48.853'", timeout=5000
-        )
+        await expect(van).to_have_attribute("data-lat", "48.853", timeout=5000)
         assert "km away" in await page.inner_text("#distance")
         await s.shot("customer-en-route")
 

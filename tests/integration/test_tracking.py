@@ -204,7 +204,9 @@ async def test_public_endpoints_are_rate_limited_per_client(ctx: AppContext) -> 
     assert codes == [404] * 30 + [429]
     assert limited.status_code == 429
     assert limited.json() == {"error": "rate_limited", "reason": limited.json()["reason"]}
-    assert limited.json()["reason"].startswith("too many requests")
+    assert limited.json()["reason"] == "too many requests; retry in 1 s"
+    assert limited.headers["retry-after"] == "1"
+    assert limited.headers["referrer-policy"] == "no-referrer"
     async with httpx.AsyncClient(transport=two, base_url="http://testserver") as b:
         assert (await b.get("/track/forged")).status_code == 404
 
