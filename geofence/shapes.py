@@ -295,8 +295,6 @@ def _checked_area_size(geom: Geometry) -> float:
         if "Self-intersection" in reason:
             raise FenceError("self-intersecting polygon")
         raise FenceError(f"invalid polygon: {reason.split('[')[0].strip().lower()}")
-    if geom.area == 0.0:
-        raise FenceError("polygon has zero area")
     geom_m = _check_extent(geom)
     return 2.0 * math.sqrt(float(geom_m.area) / math.pi)
 

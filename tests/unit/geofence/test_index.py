@@ -1,0 +1,212 @@
+"""FenceIndex answers exactly what brute force over all fences answers, and stays immutable."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+import shapely
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from geofence.index import FenceIndex
+from geofence.shapes import Fence, circle_fence, fence_from_geojson
+from tests.unit.geofence.places import offset, square
+
+# Semantics: a point on the boundary is inside (shapely `covers`).
+
+
+def brute_containing(fences: list[Fence], lat: float, lon: float) -> frozenset[str]:
+    point = shapely.Point(lon, lat)
+    return frozenset(f.fence_id for f in fences if shapely.covers(f.geometry, point))
+
+
+def brute_crossed(fences: list[Fence], a: tuple[float, float], b: tuple[float, float]) -> set[str]:
+    seg = shapely.LineString([(a[1], a[0]), (b[1], b[0])]) if a != b else shapely.Point(a[1], a[0])
+    return {f.fence_id for f in fences if shapely.intersects(f.geometry, seg)}
+
+
+def polygon_feature(ring: list[list[float]], *holes: list[list[float]]) -> dict[str, object]:
+    return {"type": "Feature", "properties": {},
+            "geometry": {"type": "Polygon", "coordinates": [ring, *holes]}}  # fmt: skip
+
+
+def star(fid: str, north: float, east: float, radius: float, factors: list[float]) -> Fence:
+    n = len(factors)
+    ring = []
+    for i, k in enumerate(factors):
+        a = 2 * math.pi * i / n
+        lat, lon = offset(north + radius * k * math.cos(a), east + radius * k * math.sin(a))
+        ring.append([lon, lat])
+    return fence_from_geojson(fid, polygon_feature([*ring, ring[0]]))
+
+
+@st.composite
+def fence_st(draw: st.DrawFn, fid: str) -> Fence:
+    north, east = draw(st.floats(-2_000, 2_000)), draw(st.floats(-2_000, 2_000))
+    shape = draw(st.sampled_from(["circle", "star", "zone", "corridor", "holed"]))
+    if shape == "circle":
+        lat, lon = offset(north, east)
+        return circle_fence(fid, lat, lon, draw(st.floats(3, 900)), kind="site")
+    if shape == "star":
+        n = draw(st.integers(6, 50))
+        factors = draw(st.lists(st.floats(0.4, 1.0), min_size=n, max_size=n))
+        return star(fid, north, east, draw(st.floats(15, 900)), factors)
+    if shape == "zone":  # big enough for a coarse resolution
+        return star(fid, north, east, draw(st.floats(2_000, 12_000)), [1.0, 0.8] * 4)
+    if shape == "corridor":
+        ends = [offset(north, east), offset(north + draw(st.floats(-900, 900)), east + 700)]
+        coords = [[lon, lat] for lat, lon in ends]
+        return fence_from_geojson(fid, {"type": "Feature", "properties": {
+            "width_m": draw(st.floats(4, 80))}, "geometry": {"type": "LineString",
+            "coordinates": coords}})  # fmt: skip
+    half = draw(st.floats(100, 700))
+    return fence_from_geojson(
+        fid, polygon_feature(square(half, (north, east)), square(half / 2, (north, east)))
+    )
+
+
+@st.composite
+def fence_sets(draw: st.DrawFn) -> list[Fence]:
+    count = draw(st.integers(1, 6))
+    return [draw(fence_st(f"f{i}")) for i in range(count)]
+
+
+def sample_points(fences: list[Fence], rng: random.Random, count: int) -> list[tuple[float, float]]:
+    """Random points, points near each fence, and every fence's vertices (on the boundary)."""
+    points = [offset(rng.uniform(-3_000, 3_000), rng.uniform(-3_000, 3_000)) for _ in range(count)]
+    for fence in fences:
+        minx, miny, maxx, maxy = fence.geometry.bounds
+        for _ in range(count):
+            points.append((rng.uniform(miny, maxy), rng.uniform(minx, maxx)))
+        coords = shapely.get_coordinates(fence.geometry)
+        points.extend((float(y), float(x)) for x, y in coords[:: max(1, len(coords) // 20)])
+    return points
+
+
+@settings(max_examples=60, deadline=None)
+@given(fences=fence_sets(), seed=st.integers(0, 2**32))
+def test_containing_matches_brute_force(fences: list[Fence], seed: int) -> None:
+    index = FenceIndex.build(fences)
+    for lat, lon in sample_points(fences, random.Random(seed), 40):
+        assert index.containing(lat, lon) == brute_containing(fences, lat, lon)
+
+
+@settings(max_examples=40, deadline=None)
+@given(fences=fence_sets(), seed=st.integers(0, 2**32))
+def test_crossed_matches_brute_force(fences: list[Fence], seed: int) -> None:
+    index = FenceIndex.build(fences)
+    rng = random.Random(seed)
+    points = sample_points(fences, rng, 10)
+    for a in points:
+        b = rng.choice(points) if rng.random() < 0.7 else a
+        assert index.crossed(*a, *b) == brute_crossed(fences, a, b)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    first=fence_sets(),
+    second=fence_sets(),
+    drop=st.lists(st.integers(0, 5), max_size=3),
+    seed=st.integers(0, 2**32),
+)
+def test_updates_equal_a_fresh_build(
+    first: list[Fence], second: list[Fence], drop: list[int], seed: int
+) -> None:
+    """Add, replace (same ids, new shapes) and remove one at a time == build the result."""
+    index = FenceIndex.build(first)
+    for fence in second:
+        index = index.with_fence(fence)
+    final = {f.fence_id: f for f in [*first, *second]}
+    for i in drop:
+        index = index.without(f"f{i}")
+        final.pop(f"f{i}", None)
+    fresh = FenceIndex.build(final.values())
+    assert dict(index.fences) == dict(fresh.fences)
+    assert index.key_count() == fresh.key_count()
+    assert index.resolutions() == fresh.resolutions()
+    rng = random.Random(seed)
+    points = sample_points(list(final.values()), rng, 30)
+    for lat, lon in points:
+        assert index.containing(lat, lon) == fresh.containing(lat, lon)
+    for a in points[:40]:
+        b = rng.choice(points)
+        assert index.crossed(*a, *b) == fresh.crossed(*a, *b)
+
+
+CITY = [
+    circle_fence(f"c{i}", *offset(250 * (i % 9) - 1000, 230 * (i // 9) - 1000), 40 + 13 * i)
+    for i in range(60)
+] + [star(f"s{i}", 300 * i - 1500, 100 * i, 80 + 40 * i, [1.0, 0.5, 0.9, 0.6] * 3)
+     for i in range(12)]  # fmt: skip
+CITY_INDEX = FenceIndex.build(CITY)
+
+
+@settings(max_examples=500)
+@given(north=st.floats(-2_500, 2_500), east=st.floats(-2_500, 2_500))
+def test_overlapping_city_matches_brute_force(north: float, east: float) -> None:
+    lat, lon = offset(north, east)
+    assert CITY_INDEX.containing(lat, lon) == brute_containing(CITY, lat, lon)
+
+
+def test_updates_leave_the_old_index_alone() -> None:
+    site = circle_fence("a", *offset(0, 0), 100.0)
+    before = FenceIndex.build([site])
+    moved = before.with_fence(circle_fence("a", *offset(1_000, 0), 100.0))
+    added = before.with_fence(circle_fence("b", *offset(0, 0), 50.0))
+    gone = before.without("a")
+    here = offset(0, 0)
+    assert before.containing(*here) == {"a"}
+    assert moved.containing(*here) == frozenset()
+    assert moved.containing(*offset(1_000, 0)) == {"a"}
+    assert added.containing(*here) == {"a", "b"}
+    assert gone.containing(*here) == frozenset() and len(gone) == 0 and gone.key_count() == 0
+    assert before.without("nope") is before
+    assert len(before) == 1 and set(before.fences) == {"a"}
+
+
+def test_boundary_points_are_inside() -> None:
+    ring = square(100)
+    index = FenceIndex.build([fence_from_geojson("sq", polygon_feature(ring))])
+    for lon, lat in ring:
+        assert index.containing(lat, lon) == {"sq"}
+    (lon1, lat1), (lon2, lat2) = ring[0], ring[1]
+    assert index.containing((lat1 + lat2) / 2, (lon1 + lon2) / 2) == brute_containing(
+        [fence_from_geojson("sq", polygon_feature(ring))], (lat1 + lat2) / 2, (lon1 + lon2) / 2
+    )
+
+
+@pytest.mark.parametrize(("north", "expected"), [(0.0, 0.0), (99.0, 0.0), (150.0, 50.0),
+                                                 (1_100.0, 1_000.0)])  # fmt: skip
+def test_distance_outside_m(north: float, expected: float) -> None:
+    index = FenceIndex.build([circle_fence("a", *offset(0, 0), 100.0)])
+    assert index.distance_outside_m("a", *offset(north, 0)) == pytest.approx(expected, abs=0.5)
+
+
+def test_distance_outside_unknown_fence_is_key_error() -> None:
+    with pytest.raises(KeyError):
+        CITY_INDEX.distance_outside_m("nope", *offset(0, 0))
+
+
+@pytest.mark.parametrize(("lat", "lon"), [(91.0, 0.0), (0.0, 181.0), (math.nan, 0.0),
+                                          (0.0, math.inf)])  # fmt: skip
+def test_bad_coordinates_raise_value_error(lat: float, lon: float) -> None:
+    with pytest.raises(ValueError):
+        CITY_INDEX.containing(lat, lon)
+    with pytest.raises(ValueError):
+        CITY_INDEX.crossed(lat, lon, 60.0, 25.0)
+
+
+def test_crossing_a_small_fence_between_distant_fixes() -> None:
+    index = FenceIndex.build([circle_fence("tiny", *offset(0, 0), 5.0)])
+    assert index.crossed(*offset(-800, 0), *offset(800, 0)) == {"tiny"}
+    assert index.crossed(*offset(-800, 6), *offset(800, 6)) == frozenset()
+
+
+def test_empty_index() -> None:
+    index = FenceIndex.build([])
+    assert len(index) == 0
+    assert index.containing(*offset(0, 0)) == frozenset()
+    assert index.crossed(*offset(0, 0), *offset(10, 10)) == frozenset()
+    assert repr(index) == "FenceIndex(0 fences, 0 keys)"
