@@ -72,7 +72,7 @@ def _first_key(text: str) -> str:
 # (option, type, help); defaults live in SimConfig, so every option defaults to None here.
 OPTIONS: tuple[tuple[str, Callable[[str], Any], str], ...] = (
     ("--mqtt", str, "broker URL, mqtt://[user:pass@]host:port (default mqtt://127.0.0.1:1883)"),
-    ("--api", str, "gateway HTTP URL for registrations and OsmAnd (default http://127.0.0.1:8080)"),
+    ("--api", str, "gateway HTTP URL (default http://127.0.0.1:8080; 'none': MQTT only)"),
     ("--api-key", _first_key, "API key sent as Authorization: Bearer"),
     ("--technicians", _positive_int, "number of technicians (default 10)"),
     ("--speedup", float, "virtual seconds per wall second (default 1 = real time)"),
@@ -136,7 +136,9 @@ def config_from_args(args: argparse.Namespace, environ: Mapping[str, str]) -> Si
                 value = kind(env)
             except (ValueError, argparse.ArgumentTypeError) as exc:
                 raise SystemExit(f"{ENV_PREFIX}{dest.upper()}: {exc}") from exc
-        if value is not None:
+        if dest == "api" and value is not None and value.strip().lower() in ("", "none"):
+            changes["api_url"] = None  # no registrations: publish over MQTT only
+        elif value is not None:
             changes[FIELDS[dest]] = value
     no_progress = getattr(args, "no_progress", None)
     if no_progress is None:

@@ -352,7 +352,7 @@ def run_load(
     seconds = max(p["t1"] for p in parts) - min(p["t0"] for p in parts)
     return LoadResult(
         sent=sent,
-        seconds=round(seconds, 4),
+        seconds=round(seconds, 6),
         rate=round(sent / seconds, 1) if seconds > 0 else 0.0,
         fixes=sum(p["fixes"] for p in parts),
         acked=sum(p["acked"] for p in parts),

@@ -167,6 +167,8 @@ def _properties(body: bytes, pos: int) -> list[tuple[int, int]]:
         raise ProtocolError("truncated properties")
     length, pos = parsed
     end = pos + length
+    if end > len(body):
+        raise ProtocolError("properties run past the end of the packet")
     props = []
     while pos < end:
         prop = body[pos]

@@ -113,7 +113,10 @@ class Phone:
         self.device_id = device_id
         self.p = params
         self.caps = caps
-        self.rng = random.Random(f"{seed}:phone:{index}")
+        # Separate streams, so switching a fault on never changes the good data.
+        self.rng = random.Random(f"{seed}:phone:{index}")  # cadence and GPS noise
+        self.spell_rng = random.Random(f"{seed}:phone-spells:{index}")  # dropouts, offline, skew
+        self.fault_rng = random.Random(f"{seed}:phone-faults:{index}")  # re-sends, malformed
         self.tunnels = tunnel_edges
         self._out: list[tuple[float, int, Item]] = []
         self._order = 0
@@ -185,17 +188,17 @@ class Phone:
         spells: list[tuple[float, float]] = []
         t = start
         while per_hour > 0:
-            t += self.rng.expovariate(per_hour / 3600.0)
+            t += self.spell_rng.expovariate(per_hour / 3600.0)
             if t >= end:
                 break
-            spells.append((round(t, 3), round(t + self.rng.uniform(*length), 3)))
+            spells.append((round(t, 3), round(t + self.spell_rng.uniform(*length), 3)))
             t = spells[-1][1]
         return spells
 
     def _clock_skew(self, t: float) -> float:
-        if self.rng.random() >= self.p.clock_skew_probability:
+        if self.spell_rng.random() >= self.p.clock_skew_probability:
             return 0.0
-        skew = round(self.rng.uniform(*self.p.clock_skew_s), 3)
+        skew = round(self.spell_rng.uniform(*self.p.clock_skew_s), 3)
         self._push(t, Note(round(t, 3), self.device_id, "clock_skew", {"skew_s": skew}))
         return skew
 
@@ -260,7 +263,7 @@ class Phone:
         return PhoneMessage(round(t, 3), msg_id, self.device_id, retain=retain, **kw)
 
     def _maybe_resend(self, msg: PhoneMessage) -> None:
-        rng = self.rng
+        rng = self.fault_rng
         if rng.random() < self.p.duplicate_probability:
             self._resend(msg, msg.t + rng.uniform(0.05, 2.0), "duplicate")
         if self.caps.retained and rng.random() < self.p.retained_replay_probability:
@@ -273,11 +276,11 @@ class Phone:
 
     def _maybe_malformed(self, msg: PhoneMessage, fits: frozenset[str]) -> None:
         kinds = sorted(fits.intersection(self.p.malformed_kinds))
-        if kinds and self.rng.random() < self.p.malformed_share:
-            t = msg.t + self.rng.uniform(0.1, 1.0)
+        if kinds and self.fault_rng.random() < self.p.malformed_share:
+            t = msg.t + self.fault_rng.uniform(0.1, 1.0)
             self._msgs += 1
             bad = replace(msg, t=round(t, 3), msg_id=f"{self.device_id}/{self._msgs}")
-            self._push(t, replace(bad, fault=self.rng.choice(kinds), retain=False))
+            self._push(t, replace(bad, fault=self.fault_rng.choice(kinds), retain=False))
 
     # -- offline buffering --------------------------------------------------------------
 
@@ -289,9 +292,11 @@ class Phone:
                 self._flush(start, end)
 
     def _flush(self, start: float, end: float) -> None:
-        t = end + self.rng.uniform(0.5, 3.0)
+        t = end + self.fault_rng.uniform(0.5, 3.0)
         fixes, self._buffer = self._buffer, []
-        newest_first = self.caps.batches and self.rng.random() < self.p.newest_first_probability
+        newest_first = (
+            self.caps.batches and self.fault_rng.random() < self.p.newest_first_probability
+        )
         order = "newest_first" if newest_first else "oldest_first"
         details = {"start": start, "end": end, "count": len(fixes), "order": order}
         self._push(t, Note(round(t, 3), self.device_id, "offline_buffer", details))

@@ -13,10 +13,11 @@ import asyncio
 import contextlib
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import aiomqtt
@@ -25,9 +26,15 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedCo
 
 from simulators import formats
 from simulators.config import SimConfig
-from simulators.phone import Note, PhoneMessage
-from simulators.scenario import Emission, Registration, Scenario, TruthOnly, estimated_day_s
-from simulators.truth import Record, TruthWriter, message_records, meta_record, note_record
+from simulators.phone import PhoneMessage
+from simulators.scenario import (
+    Emission,
+    Registration,
+    Scenario,
+    emission_records,
+    estimated_day_s,
+)
+from simulators.truth import Record, TruthWriter, meta_record
 
 
 class SimulationError(RuntimeError):
@@ -92,6 +99,45 @@ class _Pacer:
         return max(self.wall0 + (v - self.start) / self.speedup, v)
 
 
+class _Inflight:
+    """Publishes in flight, at most `limit` at once, in the order they were started.
+
+    Not a TaskGroup: its ExceptionGroup would wrap every error of the run, and a failed
+    publish is just re-raised as itself by the next `start` or by `__aexit__`.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self._slots = asyncio.Semaphore(limit)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._error: BaseException | None = None
+
+    async def start(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        if self._error is not None:
+            coro.close()
+            raise self._error
+        await self._slots.acquire()
+        task = asyncio.create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self._slots.release()
+        if not task.cancelled() and task.exception() is not None and self._error is None:
+            self._error = task.exception()
+
+    async def __aenter__(self) -> _Inflight:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
+        if exc_type is not None:
+            for task in self._tasks:
+                task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if exc_type is None and self._error is not None:
+            raise self._error
+
+
 class _Run:
     """One run's connections, counters and truth writer; `emit` handles one emission."""
 
@@ -99,20 +145,16 @@ class _Run:
         self.cfg, self.summary, self.truth = cfg, summary, truth
         self.mqtt: aiomqtt.Client | None = None
         self.http: httpx.AsyncClient | None = None
-        self.tasks: asyncio.TaskGroup | None = None
-        self.window = asyncio.Semaphore(cfg.max_inflight)
+        self.inflight = _Inflight(cfg.max_inflight)
         self.faults: Counter[str] = Counter()
 
     async def emit(self, em: Emission) -> None:
+        self._record(emission_records(em, self.cfg))
         item = em.item
         if isinstance(item, Registration):
             await self._register(item)
-        elif isinstance(item, TruthOnly):
-            self.truth.write(item.records)
-        elif isinstance(item, Note):
-            self._record([note_record(item)])
-        else:
-            await self._send(item, em.technician_id)
+        elif isinstance(item, PhoneMessage):
+            await self._send(item)
 
     async def _register(self, reg: Registration) -> None:
         if self.http is None:
@@ -123,7 +165,7 @@ class _Run:
         if resp.is_error:
             raise SimulationError(f"PUT {reg.path} -> {resp.status_code}: {resp.text[:200]}")
 
-    async def _send(self, msg: PhoneMessage, technician_id: str) -> None:
+    async def _send(self, msg: PhoneMessage) -> None:
         out = formats.encode(
             msg, self.cfg.format, prefix=self.cfg.topic_prefix, qos=self.cfg.phone.qos
         )
@@ -131,20 +173,12 @@ class _Run:
         if msg.fault is None:
             self.summary.fixes += len(msg.fixes)
             self.summary.statuses += msg.status is not None
-        self._record(message_records(msg, technician_id, isinstance(out, formats.HttpOut)))
         if isinstance(out, formats.HttpOut):
             await self._post(out, expect_ok=msg.fault is None or msg.fault in ("duplicate",))
         else:
-            await self.window.acquire()
-            assert self.tasks is not None
-            self.tasks.create_task(self._publish(out), name=f"publish {msg.msg_id}")
-
-    async def _publish(self, out: formats.MqttOut) -> None:
-        try:
             assert self.mqtt is not None
-            await self.mqtt.publish(out.topic, out.payload, qos=out.qos, retain=out.retain)
-        finally:
-            self.window.release()
+            publish = self.mqtt.publish(out.topic, out.payload, qos=out.qos, retain=out.retain)
+            await self.inflight.start(publish, f"publish {msg.msg_id}")
 
     async def _post(self, out: formats.HttpOut, *, expect_ok: bool) -> None:
         if self.http is None:
@@ -271,8 +305,8 @@ async def _connections(
         # Our own window bounds what is pending; aiomqtt would warn past 10.
         client.pending_calls_threshold = cfg.max_inflight + 1
         run.mqtt = await stack.enter_async_context(client)
-        # Publishes are tasks of this group; leaving it waits for the last PUBACK.
-        run.tasks = await stack.enter_async_context(asyncio.TaskGroup())
+        # Leaving this waits for the last PUBACK (or cancels what is pending on an error).
+        await stack.enter_async_context(run.inflight)
         yield
 
 

@@ -18,10 +18,18 @@ from zoneinfo import ZoneInfo
 from simulators import formats
 from simulators.config import FleetParams, SimConfig
 from simulators.fleet import DayTrace, Router, drive_day, plan_fleet
-from simulators.phone import Item, Phone
+from simulators.phone import Item, Note, Phone, PhoneMessage
 from simulators.roads import RoadGraph, load_packaged, synthetic_city
 from simulators.traffic import TrafficModel, generate_incidents
-from simulators.truth import Record, day_job_records, incident_record, technician_record
+from simulators.truth import (
+    Record,
+    day_job_records,
+    incident_record,
+    message_records,
+    meta_record,
+    note_record,
+    technician_record,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,3 +149,22 @@ class Scenario:
         )
         items = (Emission(item.t, tid, item) for item in phone.run(trace))
         yield from heapq.merge(regs, items, jobs, key=lambda e: e.t)
+
+    def truth(self) -> Iterator[Record]:
+        """The truth file of a complete run, without running it (``end`` record aside)."""
+        yield meta_record(self.cfg, self.start, self.graph.name)
+        for em in self.emissions():
+            yield from emission_records(em, self.cfg)
+
+
+def emission_records(em: Emission, cfg: SimConfig) -> list[Record]:
+    """The truth records an emission adds when it happens."""
+    item = em.item
+    if isinstance(item, TruthOnly):
+        return list(item.records)
+    if isinstance(item, Note):
+        return [note_record(item)]
+    if isinstance(item, PhoneMessage):
+        http = formats.transport_of(item, cfg.format) == "http"
+        return message_records(item, em.technician_id, http)
+    return []
