@@ -55,6 +55,9 @@ class FleetParams:
     skills: tuple[str, ...] = ("electrical", "plumbing", "hvac", "network", "appliances", "solar")
     skills_per_technician: tuple[int, int] = (1, 3)
     return_to_depot: bool = True
+    # "nearest": greedy nearest-neighbour tours (a dispatcher's booking); "random": sites in
+    # random order, so every leg is a real drive (the demo's small map needs that).
+    tour_order: Literal["nearest", "random"] = "nearest"
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +129,8 @@ class SimConfig:
         ):
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, not {value!r}")
+        if self.format == "osmand" and self.api_url is None:
+            raise ValueError("format osmand posts positions over HTTP: it needs api_url")
 
     def with_(self, **changes: object) -> SimConfig:
         """A copy with some fields changed (dataclasses.replace, typed loosely for CLIs)."""
@@ -167,6 +172,7 @@ class SimConfig:
             site_radius_m=(40.0, 80.0),
             depots=2,
             return_to_depot=False,
+            tour_order="random",
         )
         phone = PhoneParams(
             moving_interval_s=(2.0, 3.0),

@@ -175,9 +175,9 @@ def _plan_technician(
     skills = tuple(sorted(rng.sample(params.skills, rng.randint(*params.skills_per_technician))))
     depot = depots[index % len(depots)]
     shift_start = start + rng.uniform(0, params.shift_spread_s)
-    sites = _nearest_neighbour_order(
-        graph, depot, [graph.random_node(rng) for _ in range(rng.randint(*params.jobs))]
-    )
+    sites = [graph.random_node(rng) for _ in range(rng.randint(*params.jobs))]
+    if params.tour_order == "nearest":
+        sites = _nearest_neighbour_order(graph, depot, sites)
     jobs = []
     t, here = shift_start, depot
     for k, node in enumerate(sites):

@@ -181,8 +181,7 @@ class _Run:
             await self.inflight.start(publish, f"publish {msg.msg_id}")
 
     async def _post(self, out: formats.HttpOut, *, expect_ok: bool) -> None:
-        if self.http is None:
-            raise SimulationError("the osmand format needs an HTTP URL (--api)")
+        assert self.http is not None  # SimConfig refuses osmand without an api_url
         resp = await self.http.request(out.method, out.path, params=out.params)
         self.summary.http_requests += 1
         if resp.is_error and expect_ok:
@@ -224,7 +223,8 @@ async def simulate(
                     await run.emit(em)
                     last = em.t
                     bar(em.t, summary.messages)
-            summary.stopped_early = stop is not None and stop.is_set()
+                summary.stopped_early = stop is not None and stop.is_set()
+                bar(last if summary.stopped_early else end, summary.messages, force=True)
         except asyncio.CancelledError:
             summary.stopped_early = True
             raise
@@ -336,9 +336,9 @@ class _Bar:
         self.progress, self.task, self.start = progress, task, start
         self._next = 0.0
 
-    def __call__(self, t: float, messages: int) -> None:
+    def __call__(self, t: float, messages: int, *, force: bool = False) -> None:
         now = time.monotonic()
-        if self.progress is None or now < self._next:
+        if self.progress is None or (now < self._next and not force):
             return
         self._next = now + 0.1
         clock = time.strftime("%H:%M:%S", time.localtime(t))
