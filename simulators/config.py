@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 Format = Literal["json", "msgpack", "owntracks", "osmand"]
 Network = Literal["synthetic", "helsinki"]
@@ -129,6 +130,10 @@ class SimConfig:
         ):
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, not {value!r}")
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown timezone {self.timezone!r}") from exc
         if self.format == "osmand" and self.api_url is None:
             raise ValueError("format osmand posts positions over HTTP: it needs api_url")
 

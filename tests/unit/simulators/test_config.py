@@ -23,6 +23,7 @@ from .test_fleet import MORNING
         ({"network": "atlantis"}, "network"),
         ({"protocol": "4"}, "protocol"),
         ({"format": "osmand", "api_url": None}, "api_url"),
+        ({"timezone": "Mars/Olympus_Mons"}, "timezone"),
     ],
 )
 def test_invalid_configs(kwargs: dict[str, object], message: str) -> None:
