@@ -182,14 +182,19 @@ def _crosses(
         return []
     if cfg.cross_min_gap_m > 0 and haversine_m(last_lat, last_lon, lat, lon) < cfg.cross_min_gap_m:
         return []
-    touched = index.crossed(last_lat, last_lon, lat, lon) - here - prev.inside.keys()
-    if touched:
-        touched -= index.containing(last_lat, last_lon)
     fences = index.fences
+    touched = index.crossed(
+        last_lat,
+        last_lon,
+        lat,
+        lon,
+        skip=here | prev.inside.keys(),
+        where=lambda fence: fence.applies_to(technician_id),
+    )
     return [
         Transition(fid, fences[fid].kind, "cross", ts)
         for fid in sorted(touched)
-        if fences[fid].applies_to(technician_id)
+        if not index.covers(fid, last_lat, last_lon)
     ]
 
 

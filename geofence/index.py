@@ -18,53 +18,53 @@ grows only mildly with the number of fences.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Set as AbstractSet
 from types import MappingProxyType
 
 import shapely
 
 from geofence import cells
 from geofence.cells import KEY_BITS
-from geofence.geodesy import M_PER_DEG
-from geofence.placed import Placed, Probe, hits_xy
+from geofence.edges import LINE, PROBE, Check
+from geofence.geodesy import M_PER_DEG, Geometry
+from geofence.placed import Placed, hits_xy
 from geofence.shapes import Fence
 
-_TOP_RES = 3
-_MID_RES = 7
-_TOP_BITS = KEY_BITS[_TOP_RES]
-_MID_BITS = KEY_BITS[_MID_RES]
+_SHARD_RES = 7
+_SHARD_BITS = KEY_BITS[_SHARD_RES]
 _LEAF_RES = cells.LEAF_RES
 _CLEAR_RES = ((1 << 64) - 1) ^ (0xF << 52)
 _EMPTY: frozenset[str] = frozenset()
 _latlng_to_cell = cells.latlng_to_cell
 
-# (interior fence ids, border probes, halo fence ids), all sorted by fence id
-Entry = tuple[frozenset[str], tuple[Probe, ...], tuple[str, ...]]
+# (interior fence ids, border checks, halo fence ids), all sorted by fence id
+Entry = tuple[frozenset[str], tuple[Check, ...], tuple[str, ...]]
 _Leaf = dict[int, Entry]
-_Tree = dict[int, dict[int, _Leaf]]
+_Shards = dict[int, _Leaf]
 
 
 class FenceIndex:
     """Immutable fence index: build once, then swap in what `with_fence`/`without` return."""
 
-    __slots__ = ("_coarse", "_coarse_bits", "_fences", "_fine_bits", "_placed", "_res", "_tree")
+    __slots__ = ("_coarse", "_coarse_bits", "_fences", "_fine_bits", "_placed", "_res", "_shards")
 
     def __init__(
         self,
         placed: dict[str, Placed],
         fences: dict[str, Fence],
-        tree: _Tree,
+        shards: _Shards,
         coarse: _Leaf,
         res_counts: dict[int, int],
     ) -> None:
         self._placed = placed
         self._fences = fences
-        self._tree = tree
+        self._shards = shards
         self._coarse = coarse
         self._res = res_counts
         used = sorted(r for r, n in res_counts.items() if n > 0)
-        self._fine_bits = tuple(KEY_BITS[r] for r in used if r >= _MID_RES)
-        self._coarse_bits = tuple(KEY_BITS[r] for r in used if r < _MID_RES)
+        self._fine_bits = tuple(KEY_BITS[r] for r in used if r >= _SHARD_RES)
+        self._coarse_bits = tuple(KEY_BITS[r] for r in used if r < _SHARD_RES)
 
     # --- construction -------------------------------------------------------------
 
@@ -72,28 +72,29 @@ class FenceIndex:
     def build(cls, fences: Iterable[Fence]) -> FenceIndex:
         """Index fences (a later fence with the same id replaces an earlier one)."""
         placed = {f.fence_id: Placed.of(f) for f in fences}
-        roles: dict[int, tuple[list[str], list[Probe], list[str]]] = {}
+        roles: dict[int, tuple[list[str], list[Check], list[str]]] = {}
         for fid in sorted(placed):
             p = placed[fid]
             for key in p.cover.interior:
                 roles.setdefault(key, ([], [], []))[0].append(fid)
             for key in p.cover.border:
-                roles.setdefault(key, ([], [], []))[1].append(p.probe)
+                roles.setdefault(key, ([], [], []))[1].append(p.check(key))
             for key in p.cover.halo:
                 roles.setdefault(key, ([], [], []))[2].append(fid)
         # Most keys hold one fence in one role: share one entry object per content.
-        shared: dict[tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]], Entry] = {}
-        tree: _Tree = {}
+        shared: dict[tuple[tuple[str, ...], tuple[int, ...], tuple[str, ...]], Entry] = {}
+        shards: _Shards = {}
         coarse: _Leaf = {}
         for key, (interior, border, halo) in roles.items():
-            sig = (tuple(interior), tuple(b[0] for b in border), tuple(halo))
+            # Per-key checks differ from key to key; probes and id sets are shared.
+            sig = (tuple(interior), tuple(id(b) for b in border), tuple(halo))
             entry = shared.get(sig)
             if entry is None:
                 inner = frozenset(interior) if interior else _EMPTY
                 entry = shared[sig] = (inner, tuple(border), sig[2])
-            _leaf_for(tree, coarse, key)[key] = entry
+            _leaf_for(shards, coarse, key)[key] = entry
         fence_map = {fid: p.fence for fid, p in placed.items()}
-        return cls(placed, fence_map, tree, coarse, _count_res(placed.values()))
+        return cls(placed, fence_map, shards, coarse, _count_res(placed.values()))
 
     def with_fence(self, fence: Fence) -> FenceIndex:
         """A new index with `fence` added, or replacing the fence with the same id."""
@@ -118,9 +119,9 @@ class FenceIndex:
                 entry = _drop(entry, fid)
             role = None if new is None else new.role(key)
             if new is not None and role is not None:
-                entry = _add(entry, new, role)
+                entry = _add(entry, new, key, role)
             changes[key] = entry
-        tree, coarse = _write(self._tree, self._coarse, changes)
+        shards, coarse = _write(self._shards, self._coarse, changes)
         placed, fences, res = dict(self._placed), dict(self._fences), dict(self._res)
         if old is not None:
             res[old.cover.res] -= 1
@@ -128,7 +129,7 @@ class FenceIndex:
         if new is not None:
             res[new.cover.res] = res.get(new.cover.res, 0) + 1
             placed[fid], fences[fid] = new, new.fence
-        return FenceIndex(placed, fences, tree, coarse, res)
+        return FenceIndex(placed, fences, shards, coarse, res)
 
     # --- queries ------------------------------------------------------------------
 
@@ -151,21 +152,35 @@ class FenceIndex:
         # resolution in use, and most fixes meet zero or one entry.
         base = _latlng_to_cell(lat, lon, _LEAF_RES) & _CLEAR_RES
         found: frozenset[str] | set[str] = _EMPTY
-        mids = self._tree.get(base | _TOP_BITS)
-        table = None if mids is None else mids.get(base | _MID_BITS)
+        table = self._shards.get(base | _SHARD_BITS)
         if table is not None:
             for bits in self._fine_bits:
                 entry = table.get(base | bits)
                 if entry is not None:
-                    found = _collect(found, entry, lon, lat)
+                    # Common case first: no border to test, nothing found yet -> the
+                    # entry's own frozenset is the answer, shared, not copied.
+                    found = _collect(found, entry, lon, lat) if found or entry[1] else entry[0]
         for bits in self._coarse_bits:
             entry = self._coarse.get(base | bits)
             if entry is not None:
                 found = _collect(found, entry, lon, lat)
         return found if type(found) is frozenset else frozenset(found)
 
-    def crossed(self, lat1: float, lon1: float, lat2: float, lon2: float) -> frozenset[str]:
-        """Ids of the fences the straight (lon/lat) segment between two points touches."""
+    def crossed(
+        self,
+        lat1: float,
+        lon1: float,
+        lat2: float,
+        lon2: float,
+        *,
+        skip: AbstractSet[str] = _EMPTY,
+        where: Callable[[Fence], bool] | None = None,
+    ) -> frozenset[str]:
+        """Ids of the fences the straight (lon/lat) segment between two points touches.
+
+        Fences in `skip`, or for which `where(fence)` is false, are neither tested nor
+        returned (the detector skips those it already knows about).
+        """
         for lat, lon in ((lat1, lon1), (lat2, lon2)):
             if not (-90.0 <= lat <= 90.0 and -180.0 <= lon <= 180.0):
                 raise ValueError("latitude/longitude out of range")
@@ -176,21 +191,29 @@ class FenceIndex:
             leaf = _latlng_to_cell(lat1 + (lat2 - lat1) * t, lon1 + (lon2 - lon1) * t, _LEAF_RES)
             for interior, border, halo in self._entries(leaf):
                 candidates.update(interior, halo)
-                candidates.update(probe[0] for probe in border)
-        if not candidates:
-            return _EMPTY
-        if (lat1, lon1) == (lat2, lon2):
-            return frozenset(f for f in candidates if hits_xy(self._placed[f].geom, lon1, lat1))
-        segment = shapely.LineString([(lon1, lat1), (lon2, lat2)])
-        lo_x, hi_x, lo_y, hi_y = min(lon1, lon2), max(lon1, lon2), min(lat1, lat2), max(lat1, lat2)
-        hits = set()
+                candidates.update(check[0] for check in border)
+        candidates.difference_update(skip)
+        segment = None
+        hits = []
         for fid in candidates:
             p = self._placed[fid]
-            minx, miny, maxx, maxy = p.bounds
-            overlaps = maxx >= lo_x and minx <= hi_x and maxy >= lo_y and miny <= hi_y
-            if overlaps and p.geom.intersects(segment):
-                hits.add(fid)
+            if where is not None and not where(p.fence):
+                continue
+            verdict = _probe_segment(p.probe, lon1, lat1, lon2, lat2)
+            if verdict is None:
+                if segment is None:
+                    ends = [(lon1, lat1), (lon2, lat2)]
+                    segment = (
+                        shapely.LineString(ends) if ends[0] != ends[1] else shapely.Point(ends[0])
+                    )
+                verdict = p.geom.intersects(segment)
+            if verdict:
+                hits.append(fid)
         return frozenset(hits)
+
+    def covers(self, fence_id: str, lat: float, lon: float) -> bool:
+        """Whether that one fence covers the point (boundary included); KeyError if unknown."""
+        return bool(hits_xy(self._placed[fence_id].geom, lon, lat))
 
     def distance_outside_m(self, fence_id: str, lat: float, lon: float) -> float:
         """Metres from the point to the fence, 0.0 inside; KeyError for an unknown id.
@@ -205,7 +228,7 @@ class FenceIndex:
 
     def key_count(self) -> int:
         """Number of keys in the table (statistics)."""
-        fine = sum(len(leaf) for mid in self._tree.values() for leaf in mid.values())
+        fine = sum(len(leaf) for leaf in self._shards.values())
         return fine + len(self._coarse)
 
     def resolutions(self) -> dict[int, int]:
@@ -216,8 +239,7 @@ class FenceIndex:
 
     def _entries(self, leaf: int) -> Iterator[Entry]:
         base = leaf & _CLEAR_RES
-        mids = self._tree.get(base | _TOP_BITS)
-        table = None if mids is None else mids.get(base | _MID_BITS)
+        table = self._shards.get(base | _SHARD_BITS)
         if table is not None:
             for bits in self._fine_bits:
                 entry = table.get(base | bits)
@@ -229,10 +251,9 @@ class FenceIndex:
                 yield entry
 
     def _entry(self, key: int) -> Entry | None:
-        if cells.resolution_of(key) < _MID_RES:
+        if cells.resolution_of(key) < _SHARD_RES:
             return self._coarse.get(key)
-        mids = self._tree.get(cells.key_of(key, _TOP_RES))
-        table = None if mids is None else mids.get(cells.key_of(key, _MID_RES))
+        table = self._shards.get(cells.key_of(key, _SHARD_RES))
         return None if table is None else table.get(key)
 
     def _samples(self, lat1: float, lon1: float, lat2: float, lon2: float) -> int:
@@ -250,14 +271,36 @@ class FenceIndex:
 def _collect(
     found: frozenset[str] | set[str], entry: Entry, lon: float, lat: float
 ) -> frozenset[str] | set[str]:
-    """Add an entry's interior fences and its border fences that cover the point."""
+    """Add an entry's interior fences and those of its border fences covering the point.
+
+    The three kinds of check (see edges and placed) are written out here because this
+    loop is most of the cost of a fix; GEOS decides only what they leave open.
+    """
     interior, border, _ = entry
     hit: list[str] | None = None
-    for fid, geom, cx, cy, sx, inner2, outer2 in border:  # placed.probe_hits, inlined
-        dx = (lon - cx) * sx
-        dy = lat - cy
-        d2 = dx * dx + dy * dy
-        if d2 <= inner2 or (d2 < outer2 and hits_xy(geom, lon, lat)):
+    for check in border:
+        tag = check[2]
+        if tag == PROBE:
+            _, geom, _, cx, cy, sx, inner2, outer2 = check
+            dx = (lon - cx) * sx
+            dy = lat - cy
+            d2 = dx * dx + dy * dy
+            inside = d2 <= inner2 or (d2 < outer2 and hits_xy(geom, lon, lat))
+        elif tag == LINE:
+            _, geom, _, ax, ay, ux, uy, tol = check
+            c = ux * (lat - ay) - uy * (lon - ax)
+            inside = c > tol or (c >= -tol and hits_xy(geom, lon, lat))
+        else:
+            _, geom, _, ax, ay, ux, uy, vx, vy, wx, wy, tol, convex = check
+            c1 = ux * (lat - ay) - uy * (lon - ax)
+            c2 = wx * (lat - vy) - wy * (lon - vx)
+            if convex:
+                sure_in, sure_out = c1 > tol and c2 > tol, c1 < -tol or c2 < -tol
+            else:
+                sure_in, sure_out = c1 > tol or c2 > tol, c1 < -tol and c2 < -tol
+            inside = sure_in or (not sure_out and hits_xy(geom, lon, lat))
+        if inside:
+            fid: str = check[0]
             if hit is None:
                 hit = [fid]
             else:
@@ -271,6 +314,26 @@ def _collect(
     return result
 
 
+def _segment(lon1: float, lat1: float, lon2: float, lat2: float) -> Geometry:
+    if (lon1, lat1) == (lon2, lat2):
+        return shapely.Point(lon1, lat1)
+    return shapely.LineString([(lon1, lat1), (lon2, lat2)])
+
+
+def _probe_segment(probe: Check, lon1: float, lat1: float, lon2: float, lat2: float) -> bool | None:
+    """Segment vs a fence's probe discs: True/False when they decide, None: ask GEOS."""
+    _, _, _, cx, cy, sx, inner2, outer2 = probe
+    x1, y1 = (lon1 - cx) * sx, lat1 - cy
+    dx, dy = (lon2 - lon1) * sx, lat2 - lat1
+    length2 = dx * dx + dy * dy
+    t = 0.0 if length2 == 0.0 else min(1.0, max(0.0, -(x1 * dx + y1 * dy) / length2))
+    qx, qy = x1 + t * dx, y1 + t * dy
+    d2 = qx * qx + qy * qy  # squared distance from the probe's centre to the segment
+    if d2 >= outer2:
+        return False
+    return True if d2 <= inner2 else None
+
+
 def _count_res(placed: Iterable[Placed]) -> dict[int, int]:
     counts: dict[int, int] = {}
     for p in placed:
@@ -278,11 +341,10 @@ def _count_res(placed: Iterable[Placed]) -> dict[int, int]:
     return counts
 
 
-def _leaf_for(tree: _Tree, coarse: _Leaf, key: int) -> _Leaf:
-    if cells.resolution_of(key) < _MID_RES:
+def _leaf_for(shards: _Shards, coarse: _Leaf, key: int) -> _Leaf:
+    if cells.resolution_of(key) < _SHARD_RES:
         return coarse
-    mids = tree.setdefault(cells.key_of(key, _TOP_RES), {})
-    return mids.setdefault(cells.key_of(key, _MID_RES), {})
+    return shards.setdefault(cells.key_of(key, _SHARD_RES), {})
 
 
 def _drop(entry: Entry, fid: str) -> Entry | None:
@@ -294,42 +356,40 @@ def _drop(entry: Entry, fid: str) -> Entry | None:
     return (interior, border, halo) if interior or border or halo else None
 
 
-def _add(entry: Entry | None, placed: Placed, role: int) -> Entry:
+def _add(entry: Entry | None, placed: Placed, key: int, role: int) -> Entry:
     interior, border, halo = entry if entry is not None else (_EMPTY, (), ())
     fid = placed.fence.fence_id
     if role == 0:
         return (interior | {fid}, border, halo)
     if role == 1:
-        return (interior, tuple(sorted((*border, placed.probe), key=lambda b: b[0])), halo)
+        checks = (*border, placed.check(key))
+        return (interior, tuple(sorted(checks, key=lambda b: str(b[0]))), halo)
     return (interior, border, tuple(sorted((*halo, fid))))
 
 
-def _write(tree: _Tree, coarse: _Leaf, changes: dict[int, Entry | None]) -> tuple[_Tree, _Leaf]:
+def _write(
+    shards: _Shards, coarse: _Leaf, changes: dict[int, Entry | None]
+) -> tuple[_Shards, _Leaf]:
     """Apply key changes copy-on-write: only the dicts holding changed keys are copied."""
-    new_tree = dict(tree)
-    new_coarse = dict(coarse) if any(cells.resolution_of(k) < _MID_RES for k in changes) else coarse
-    tops: set[int] = set()
-    leaves: set[tuple[int, int]] = set()
+    new_shards = dict(shards)
+    new_coarse = (
+        dict(coarse) if any(cells.resolution_of(k) < _SHARD_RES for k in changes) else coarse
+    )
+    copied: set[int] = set()
     for key, entry in changes.items():
-        if cells.resolution_of(key) < _MID_RES:
+        if cells.resolution_of(key) < _SHARD_RES:
             leaf = new_coarse
         else:
-            top, mid = cells.key_of(key, _TOP_RES), cells.key_of(key, _MID_RES)
-            if top not in tops:
-                new_tree[top] = dict(new_tree.get(top, {}))
-                tops.add(top)
-            if (top, mid) not in leaves:
-                new_tree[top][mid] = dict(new_tree[top].get(mid, {}))
-                leaves.add((top, mid))
-            leaf = new_tree[top][mid]
+            shard = cells.key_of(key, _SHARD_RES)
+            if shard not in copied:
+                new_shards[shard] = dict(new_shards.get(shard, {}))
+                copied.add(shard)
+            leaf = new_shards[shard]
         if entry is None:
             leaf.pop(key, None)
         else:
             leaf[key] = entry
-    for top, mid in leaves:  # drop emptied dicts so lookups stay short
-        if not new_tree[top][mid]:
-            del new_tree[top][mid]
-    for top in tops:
-        if not new_tree[top]:
-            del new_tree[top]
-    return new_tree, new_coarse
+    for shard in copied:  # drop emptied dicts so lookups stay short
+        if not new_shards[shard]:
+            del new_shards[shard]
+    return new_shards, new_coarse

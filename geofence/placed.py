@@ -23,14 +23,15 @@ import numpy as np
 import shapely
 
 from geofence import cells
+from geofence.edges import PROBE, Check, edge_checks
 from geofence.geodesy import M_PER_DEG, Geometry, LocalProjection
 from geofence.shapes import Fence
 
 # Keep clear of rounding: decisions inside r_in / outside r_out get a relative margin.
 _SAFETY = 1e-7
 
-# (fence id, prepared geometry, cx, cy, sx, r_in squared, r_out squared)
-Probe = tuple[str, Geometry, float, float, float, float, float]
+# (fence id, prepared geometry, PROBE, cx, cy, sx, r_in squared, r_out squared)
+Probe = tuple[str, Geometry, int, float, float, float, float, float]
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +45,7 @@ class Placed:
     geom_m: Geometry  # in metres, for distances
     bounds: tuple[float, float, float, float]
     probe: Probe
+    checks: dict[int, Check]  # border keys with a cheaper test of their own (edges)
 
     @classmethod
     def of(cls, fence: Fence) -> Placed:
@@ -54,15 +56,26 @@ class Placed:
         proj = LocalProjection.around(geom)
         geom_m = proj.to_metres(geom)
         minx, miny, maxx, maxy = shapely.bounds(geom).tolist()
+        cover = cells.place(geom)
+        checks: dict[int, Check] = {}
+        if fence.source.get("type") != "Point" and cover.border:  # circles: the probe wins
+            keys = sorted(cover.border)
+            found = edge_checks(fence.fence_id, geom, proj, cells.regions_m(keys, proj))
+            checks = {k: c for k, c in zip(keys, found, strict=True) if c is not None}
         return cls(
             fence=fence,
             geom=geom,
-            cover=cells.place(geom),
+            cover=cover,
             proj=proj,
             geom_m=geom_m,
             bounds=(minx, miny, maxx, maxy),
             probe=_probe(fence.fence_id, geom, proj, geom_m),
+            checks=checks,
         )
+
+    def check(self, key: int) -> Check:
+        """The exact test for a point of border key `key`."""
+        return self.checks.get(key, self.probe)
 
     def role(self, key: int) -> int | None:
         """0 interior, 1 border, 2 halo, None: the key is not this fence's."""
@@ -84,20 +97,7 @@ def _probe(fid: str, geom: Geometry, proj: LocalProjection, geom_m: Geometry) ->
     inner = max(0.0, r_in * (1.0 - _SAFETY)) / M_PER_DEG
     outer = r_out * (1.0 + _SAFETY) / M_PER_DEG
     cx, cy = proj.lon0 + x / proj.kx, proj.lat0 + y / M_PER_DEG
-    return (fid, geom, cx, cy, proj.kx / M_PER_DEG, inner * inner, outer * outer)
-
-
-def probe_hits(probe: Probe, lon: float, lat: float) -> bool:
-    """Whether the fence covers the point (the index inlines this for speed)."""
-    _, geom, cx, cy, sx, inner2, outer2 = probe
-    dx = (lon - cx) * sx
-    dy = lat - cy
-    d2 = dx * dx + dy * dy
-    if d2 <= inner2:
-        return True
-    if d2 >= outer2:
-        return False
-    return bool(hits_xy(geom, lon, lat))
+    return (fid, geom, PROBE, cx, cy, proj.kx / M_PER_DEG, inner * inner, outer * outer)
 
 
 def _hits_xy_ufunc(geom: Geometry, x: float, y: float) -> bool:

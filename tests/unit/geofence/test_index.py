@@ -204,6 +204,19 @@ def test_crossing_a_small_fence_between_distant_fixes() -> None:
     assert index.crossed(*offset(-800, 6), *offset(800, 6)) == frozenset()
 
 
+def test_crossed_skip_and_where() -> None:
+    a = circle_fence("a", *offset(0, 0), 50.0)
+    b = fence_from_geojson("b", {"type": "Feature", "properties": {"radius_m": 50.0,
+        "technician_ids": ["t1"]}, "geometry": {"type": "Point",
+        "coordinates": [offset(300, 0)[1], offset(300, 0)[0]]}})  # fmt: skip
+    index = FenceIndex.build([a, b])
+    start, end = offset(-500, 0), offset(800, 0)
+    assert index.crossed(*start, *end) == {"a", "b"}
+    assert index.crossed(*start, *end, skip={"a"}) == {"b"}
+    assert index.crossed(*start, *end, where=lambda f: f.applies_to("t2")) == {"a"}
+    assert index.covers("a", *offset(49, 0)) and not index.covers("a", *offset(51, 0))
+
+
 def test_empty_index() -> None:
     index = FenceIndex.build([])
     assert len(index) == 0

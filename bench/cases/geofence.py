@@ -1,0 +1,240 @@
+"""``geofence``: which fences contain a fix — H3 FenceIndex vs shapely STRtree vs brute force.
+
+A seeded 20 km x 20 km city around central Helsinki with 10 000 fences (quick: 2 000):
+80 % job-site circles (radius 30-200 m), 19.5 % customer premises and depots (star-shaped
+polygons of 6-50 vertices, radius 40-400 m) and 0.5 % zones (same shapes, 0.5-3 km),
+radii log-uniform; and 10^5 fixes (quick: 2·10^4), half uniform over the city and half
+in or near a random fence.  The full run repeats the comparison on a "dense" city (half
+circles of 30-300 m, half 50-400 m polygons, uniform radii) where ~2.8 fences cover an
+average fix, as a stress test.
+
+All methods run on the same fixes in the same process, interleaved chunk by chunk so a
+busy machine slows them alike, each fix once (cold caches, as with real traffic), and
+their answers must be identical (brute force on a 2 000-fix sample):
+
+* ``h3``: ``FenceIndex.containing(lat, lon)`` -> frozenset of ids.
+* ``strtree``: ``tree.query(Point(lon, lat), predicate="intersects")`` (GEOS does the
+  exact test; indices out, no id mapping: the baseline's most favourable form).
+* ``strtree_query_only``: the same with the Points built beforehand.
+* ``brute``: ``shapely.intersects_xy(all_geometries, lon, lat)`` per fix (vectorised).
+
+Also: index build time, Python memory of the index (tracemalloc: GEOS's own memory for
+prepared geometries is not included), µs per ``with_fence`` (moving an existing fence)
+and ``without``, and µs per ``detect`` call (100 devices driving through the city).
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+import random
+import statistics
+import time
+import tracemalloc
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import shapely
+
+from geofence.detect import DetectorConfig, Presence, detect
+from geofence.geodesy import destination
+from geofence.index import FenceIndex
+from geofence.shapes import Fence, circle_fence, fence_from_geojson
+
+SEED = 20_240_601
+CENTRE = (60.17, 24.94)
+HALF_SIDE_M = 10_000.0
+BRUTE_SAMPLE = 2_000
+CHUNK = 1_000
+
+
+def _log_uniform(rng: random.Random, lo: float, hi: float) -> float:
+    return math.exp(rng.uniform(math.log(lo), math.log(hi)))
+
+
+def _city_point(rng: random.Random) -> tuple[float, float]:
+    north, east = rng.uniform(-HALF_SIDE_M, HALF_SIDE_M), rng.uniform(-HALF_SIDE_M, HALF_SIDE_M)
+    lat, _ = destination(*CENTRE, 0.0, north)
+    return destination(lat, CENTRE[1], 90.0, east)
+
+
+def _star(fid: str, rng: random.Random, lat: float, lon: float, radius: float) -> Fence:
+    n = rng.randint(6, 50)
+    ring = []
+    for i in range(n):
+        r = radius * rng.uniform(0.5, 1.0)
+        vlat, vlon = destination(lat, lon, 360.0 * i / n, r)
+        ring.append([vlon, vlat])
+    feature = {"type": "Feature", "properties": {"kind": "zone"},
+               "geometry": {"type": "Polygon", "coordinates": [[*ring, ring[0]]]}}  # fmt: skip
+    return fence_from_geojson(fid, feature)
+
+
+def make_fences(rng: random.Random, count: int, dense: bool = False) -> list[Fence]:
+    """City: 80 % job sites, 19.5 % premises and depots, 0.5 % zones; dense: see module doc."""
+    fences = []
+    for i in range(count):
+        lat, lon = _city_point(rng)
+        u = rng.random()
+        if dense:
+            if u < 0.5:
+                fences.append(circle_fence(f"site-{i}", lat, lon, rng.uniform(30, 300)))
+            else:
+                fences.append(_star(f"zone-{i}", rng, lat, lon, rng.uniform(50, 400)))
+        elif u < 0.8:
+            fences.append(circle_fence(f"site-{i}", lat, lon, _log_uniform(rng, 30, 200)))
+        elif u < 0.995:
+            fences.append(_star(f"place-{i}", rng, lat, lon, _log_uniform(rng, 40, 400)))
+        else:
+            fences.append(_star(f"zone-{i}", rng, lat, lon, _log_uniform(rng, 500, 3_000)))
+    return fences
+
+
+def make_fixes(rng: random.Random, fences: list[Fence], count: int) -> list[tuple[float, float]]:
+    fixes = []
+    for _ in range(count):
+        if rng.random() < 0.5:
+            fixes.append(_city_point(rng))
+            continue
+        minx, miny, maxx, maxy = rng.choice(fences).geometry.bounds
+        dx, dy = (maxx - minx) / 4, (maxy - miny) / 4
+        fixes.append((rng.uniform(miny - dy, maxy + dy), rng.uniform(minx - dx, maxx + dx)))
+    return fixes
+
+
+def _timed(fn: Callable[[], object]) -> float:
+    t0 = time.perf_counter_ns()
+    fn()
+    return (time.perf_counter_ns() - t0) / 1e3
+
+
+def compare(fences: list[Fence], fixes: list[tuple[float, float]]) -> dict[str, Any]:
+    """Time the three methods on the same fixes, interleaved, and check the answers agree."""
+    t0 = time.perf_counter()
+    index = FenceIndex.build(fences)
+    build_s = time.perf_counter() - t0
+    geoms = np.array([f.geometry for f in fences])
+    ids = [f.fence_id for f in fences]
+    t0 = time.perf_counter()
+    tree = shapely.STRtree(geoms)
+    tree.query(shapely.Point(CENTRE[1], CENTRE[0]), predicate="intersects")
+    strtree_build_s = time.perf_counter() - t0
+    points = [shapely.Point(lon, lat) for lat, lon in fixes]
+    containing, query, point = index.containing, tree.query, shapely.Point
+    ours: list[frozenset[str]] = []
+    theirs: list[Any] = []
+    spent = {"h3": 0.0, "strtree": 0.0, "strtree_query_only": 0.0}
+    gc.disable()
+    try:
+        for start in range(0, len(fixes), CHUNK):
+            chunk, pts = fixes[start : start + CHUNK], points[start : start + CHUNK]
+            spent["h3"] += _timed(lambda: ours.extend([containing(a, o) for a, o in chunk]))
+            spent["strtree"] += _timed(
+                lambda: theirs.extend(
+                    [query(point(o, a), predicate="intersects") for a, o in chunk]
+                )
+            )
+            spent["strtree_query_only"] += _timed(
+                lambda: [query(p, predicate="intersects") for p in pts]
+            )
+    finally:
+        gc.enable()
+    for mine, other in zip(ours, theirs, strict=True):
+        assert mine == frozenset(ids[i] for i in other), "H3 index and STRtree disagree"
+    sample = fixes[:BRUTE_SAMPLE]
+    brute: list[frozenset[str]] = []
+    intersects_xy = shapely.intersects_xy
+    brute_us = _timed(
+        lambda: brute.extend(
+            frozenset(ids[i] for i in np.flatnonzero(intersects_xy(geoms, o, a))) for a, o in sample
+        )
+    )
+    assert brute == ours[: len(sample)], "H3 index and brute force disagree"
+    per_fix = {name: us / len(fixes) for name, us in spent.items()}
+    per_fix["brute"] = brute_us / len(sample)
+    return {
+        "fences": len(fences),
+        "fixes": len(fixes),
+        "fixes_inside_any": round(sum(1 for r in ours if r) / len(ours), 3),
+        "fences_per_fix": round(sum(len(r) for r in ours) / len(ours), 3),
+        "us_per_fix": {k: round(v, 3) for k, v in per_fix.items()},
+        "speedup": {
+            "vs_strtree": round(per_fix["strtree"] / per_fix["h3"], 2),
+            "vs_strtree_query_only": round(per_fix["strtree_query_only"] / per_fix["h3"], 2),
+            "vs_brute": round(per_fix["brute"] / per_fix["h3"], 1),
+        },
+        "answers_identical": True,
+        "brute_sample_fixes": len(sample),
+        "build_s": {"h3": round(build_s, 2), "strtree": round(strtree_build_s, 3)},
+        "index_keys": index.key_count(),
+        "resolutions": index.resolutions(),
+    }
+
+
+def index_memory_mb(fences: list[Fence]) -> float:
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        index = FenceIndex.build(fences)
+        after = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert len(index) == len(fences)
+    return round((after - before) / 2**20, 1)
+
+
+def update_costs(rng: random.Random, fences: list[Fence], count: int) -> dict[str, float]:
+    """µs per with_fence (an existing fence moved ~100 m) and per without, on the full index."""
+    index = FenceIndex.build(fences)
+    moved = []
+    for fence in rng.sample(fences, count):
+        lat, lon = fence.geometry.centroid.y, fence.geometry.centroid.x
+        lat, lon = destination(lat, lon, rng.uniform(0, 360), 100.0)
+        moved.append(circle_fence(fence.fence_id, lat, lon, max(30.0, fence.size_m / 2)))
+    with_us = [_timed(lambda f=f: index.with_fence(f)) for f in moved]  # type: ignore[misc]
+    without_us = [_timed(lambda f=f: index.without(f.fence_id)) for f in moved]  # type: ignore[misc]
+    return {
+        "with_fence_us_median": round(statistics.median(with_us), 1),
+        "with_fence_us_mean": round(statistics.fmean(with_us), 1),
+        "without_us_median": round(statistics.median(without_us), 1),
+    }
+
+
+def detect_cost(rng: random.Random, fences: list[Fence], steps: int) -> dict[str, float]:
+    """µs per detect() for 100 devices driving at 15 m/s, a fix every 5 s, visiting fences."""
+    index = FenceIndex.build(fences)
+    cfg = DetectorConfig()
+    devices = []
+    for _ in range(100):
+        lat, lon = _city_point(rng)
+        devices.append([Presence.empty(), lat, lon, rng.uniform(0, 360)])
+    transitions = 0
+    spent = 0.0
+    for step in range(steps):
+        for dev in devices:
+            presence, lat, lon, heading = dev
+            heading = (heading + rng.gauss(0, 25)) % 360  # type: ignore[operator]
+            lat, lon = destination(lat, lon, heading, 75.0)  # type: ignore[arg-type]
+            t0 = time.perf_counter_ns()
+            presence, found = detect(index, presence, step * 5.0, lat, lon, 8.0, cfg)  # type: ignore[arg-type]
+            spent += time.perf_counter_ns() - t0
+            transitions += len(found)
+            dev[:] = [presence, lat, lon, heading]
+    calls = steps * len(devices)
+    return {"detect_us_per_fix": round(spent / 1e3 / calls, 2), "transitions": transitions}
+
+
+def run(quick: bool) -> dict[str, Any]:
+    n_fences, n_fixes = (2_000, 20_000) if quick else (10_000, 100_000)
+    rng = random.Random(SEED)
+    fences = make_fences(rng, n_fences)
+    fixes = make_fixes(rng, fences, n_fixes)
+    result: dict[str, Any] = {"city": compare(fences, fixes)}
+    result["city"]["index_python_mb"] = index_memory_mb(fences)
+    result["city"] |= update_costs(rng, fences, 200)
+    result["city"] |= detect_cost(rng, fences, 40 if quick else 100)
+    if not quick:
+        dense = make_fences(rng, n_fences, dense=True)
+        result["dense"] = compare(dense, make_fixes(rng, dense, n_fixes))
+    return result
