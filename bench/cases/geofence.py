@@ -32,6 +32,7 @@ import statistics
 import time
 import tracemalloc
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -103,9 +104,10 @@ def make_fixes(rng: random.Random, fences: list[Fence], count: int) -> list[tupl
     return fixes
 
 
-def _timed(fn: Callable[[], object]) -> float:
+def _timed(fn: Callable[..., object], *args: Any) -> float:
+    """µs spent in fn(*args)."""
     t0 = time.perf_counter_ns()
-    fn()
+    fn(*args)
     return (time.perf_counter_ns() - t0) / 1e3
 
 
@@ -124,20 +126,25 @@ def compare(fences: list[Fence], fixes: list[tuple[float, float]]) -> dict[str, 
     containing, query, point = index.containing, tree.query, shapely.Point
     ours: list[frozenset[str]] = []
     theirs: list[Any] = []
+
+    def h3_chunk(chunk: list[tuple[float, float]]) -> None:
+        ours.extend([containing(a, o) for a, o in chunk])
+
+    def strtree_chunk(chunk: list[tuple[float, float]]) -> None:
+        theirs.extend([query(point(o, a), predicate="intersects") for a, o in chunk])
+
+    def query_only_chunk(pts: list[Any]) -> None:
+        for p in pts:
+            query(p, predicate="intersects")
+
     spent = {"h3": 0.0, "strtree": 0.0, "strtree_query_only": 0.0}
     gc.disable()
     try:
         for start in range(0, len(fixes), CHUNK):
-            chunk, pts = fixes[start : start + CHUNK], points[start : start + CHUNK]
-            spent["h3"] += _timed(lambda: ours.extend([containing(a, o) for a, o in chunk]))
-            spent["strtree"] += _timed(
-                lambda: theirs.extend(
-                    [query(point(o, a), predicate="intersects") for a, o in chunk]
-                )
-            )
-            spent["strtree_query_only"] += _timed(
-                lambda: [query(p, predicate="intersects") for p in pts]
-            )
+            chunk = fixes[start : start + CHUNK]
+            spent["h3"] += _timed(h3_chunk, chunk)
+            spent["strtree"] += _timed(strtree_chunk, chunk)
+            spent["strtree_query_only"] += _timed(query_only_chunk, points[start : start + CHUNK])
     finally:
         gc.enable()
     for mine, other in zip(ours, theirs, strict=True):
@@ -145,11 +152,12 @@ def compare(fences: list[Fence], fixes: list[tuple[float, float]]) -> dict[str, 
     sample = fixes[:BRUTE_SAMPLE]
     brute: list[frozenset[str]] = []
     intersects_xy = shapely.intersects_xy
-    brute_us = _timed(
-        lambda: brute.extend(
-            frozenset(ids[i] for i in np.flatnonzero(intersects_xy(geoms, o, a))) for a, o in sample
-        )
-    )
+
+    def brute_force() -> None:
+        for a, o in sample:
+            brute.append(frozenset(ids[i] for i in np.flatnonzero(intersects_xy(geoms, o, a))))
+
+    brute_us = _timed(brute_force)
     assert brute == ours[: len(sample)], "H3 index and brute force disagree"
     per_fix = {name: us / len(fixes) for name, us in spent.items()}
     per_fix["brute"] = brute_us / len(sample)
@@ -189,11 +197,11 @@ def update_costs(rng: random.Random, fences: list[Fence], count: int) -> dict[st
     index = FenceIndex.build(fences)
     moved = []
     for fence in rng.sample(fences, count):
-        lat, lon = fence.geometry.centroid.y, fence.geometry.centroid.x
-        lat, lon = destination(lat, lon, rng.uniform(0, 360), 100.0)
+        centre = fence.geometry.centroid
+        lat, lon = destination(centre.y, centre.x, rng.uniform(0, 360), 100.0)
         moved.append(circle_fence(fence.fence_id, lat, lon, max(30.0, fence.size_m / 2)))
-    with_us = [_timed(lambda f=f: index.with_fence(f)) for f in moved]  # type: ignore[misc]
-    without_us = [_timed(lambda f=f: index.without(f.fence_id)) for f in moved]  # type: ignore[misc]
+    with_us = [_timed(index.with_fence, f) for f in moved]
+    without_us = [_timed(index.without, f.fence_id) for f in moved]
     return {
         "with_fence_us_median": round(statistics.median(with_us), 1),
         "with_fence_us_mean": round(statistics.fmean(with_us), 1),
@@ -201,28 +209,35 @@ def update_costs(rng: random.Random, fences: list[Fence], count: int) -> dict[st
     }
 
 
+@dataclass
+class _Device:
+    presence: Presence
+    lat: float
+    lon: float
+    heading: float
+
+
 def detect_cost(rng: random.Random, fences: list[Fence], steps: int) -> dict[str, float]:
-    """µs per detect() for 100 devices driving at 15 m/s, a fix every 5 s, visiting fences."""
+    """µs per detect() for 100 devices driving at 15 m/s, a fix every 5 s."""
     index = FenceIndex.build(fences)
     cfg = DetectorConfig()
-    devices = []
-    for _ in range(100):
-        lat, lon = _city_point(rng)
-        devices.append([Presence.empty(), lat, lon, rng.uniform(0, 360)])
+    devices = [
+        _Device(Presence.empty(), *_city_point(rng), rng.uniform(0, 360)) for _ in range(100)
+    ]
     transitions = 0
-    spent = 0.0
+    spent_ns = 0
     for step in range(steps):
         for dev in devices:
-            presence, lat, lon, heading = dev
-            heading = (heading + rng.gauss(0, 25)) % 360  # type: ignore[operator]
-            lat, lon = destination(lat, lon, heading, 75.0)  # type: ignore[arg-type]
+            dev.heading = (dev.heading + rng.gauss(0, 25)) % 360
+            dev.lat, dev.lon = destination(dev.lat, dev.lon, dev.heading, 75.0)
             t0 = time.perf_counter_ns()
-            presence, found = detect(index, presence, step * 5.0, lat, lon, 8.0, cfg)  # type: ignore[arg-type]
-            spent += time.perf_counter_ns() - t0
+            dev.presence, found = detect(
+                index, dev.presence, step * 5.0, dev.lat, dev.lon, 8.0, cfg
+            )
+            spent_ns += time.perf_counter_ns() - t0
             transitions += len(found)
-            dev[:] = [presence, lat, lon, heading]
     calls = steps * len(devices)
-    return {"detect_us_per_fix": round(spent / 1e3 / calls, 2), "transitions": transitions}
+    return {"detect_us_per_fix": round(spent_ns / 1e3 / calls, 2), "transitions": transitions}
 
 
 def run(quick: bool) -> dict[str, Any]:
