@@ -1,36 +1,36 @@
 """H3 cells for fences: the only module of the index that imports h3.
 
-**Keys.**  A fix costs one h3 call whatever the number of resolutions in use: the
-index looks up ``leaf = latlng_to_cell(lat, lon, 15)`` once and derives the key at
-resolution r with two integer operations (`key_of`: the res-15 cell's ancestor).  H3
-is not exactly hierarchical: the set of points whose res-15 cell descends from key K
-(call it U(K)) is K's hexagon plus a fringe sticking out by up to 0.145 x the cell's
-circumradius and minus similar slivers (measured on every resolution, pentagons
-included: at most 0.18).  Covers therefore work with a margin ``delta = 0.3 x 1.1 x
-the local circumradius``:
+**Keys.**  A fix costs one h3 call whatever the resolutions in use: the index takes
+``leaf = latlng_to_cell(lat, lon, 15)`` once and derives the key at resolution r with
+two integer operations (`key_of`: the res-15 cell's ancestor).  H3 is not exactly
+hierarchical: the points whose res-15 cell descends from key K (call them U(K)) fill
+K's hexagon give or take a fringe reaching up to 0.145 x the cell's circumradius out
+of it (measured at every resolution; 0.18 next to pentagons; tests/unit/geofence
+checks it).  Keys, unlike hexagons, nest exactly: U(K) is the union of U(child) over
+K's children.  Covers keep a margin ``delta = 0.3 x 1.1 x the circumradius`` of the
+cell at the fence:
 
-* *interior* keys: cells entirely inside the fence shrunk by ``delta``
-  (``contain="full"``); every point of U(K) is inside the fence, no exact test needed;
-* *border* keys: cells overlapping the fence grown by ``delta`` (``contain="overlap"``,
-  so border cells are never missed), minus interior ones; U(K) may touch the fence,
-  the index confirms with an exact shapely test;
-* *halo* keys: cells overlapping the fence grown by ``delta + halo_m(res)``, minus the
-  above.  They never contain the fence but let `FenceIndex.crossed` find a fence by
-  sampling a segment every ``0.9 x halo_m``: any fence the segment touches lies
-  within ``halo_m`` of some sample.
+* *interior* keys: the hexagon lies inside the fence and more than ``delta`` from its
+  boundary, so every point of U(K) is inside: no exact test;
+* *border* keys: the hexagon comes within ``delta`` of the fence: U(K) may touch it,
+  the index tests points exactly (see edges and placed);
+* *halo* keys: within ``delta + HALO_M``.  They never hold fence points but let
+  `FenceIndex.crossed` find every fence a segment touches by sampling it every
+  ``0.9 x HALO_M``: such a fence lies within ``0.45 x HALO_M`` of some sample.
+  HALO_M is 100 m so that consecutive fixes of a moving device (5-10 s apart,
+  50-100 m) need no sample between them.
 
-Buffers are computed in metres in the fence's local projection (geodesy).
-
-**Resolution.**  Per fence, the finest resolution in [MIN_RES, MAX_RES] whose cell
-count (estimated from area and perimeter: Steiner's formula on the fence grown by
-the band width) stays within TARGET_CELLS.  A 200 m job site gets resolution 11
-(29 m edges), a 5 km zone resolution 7 or 8, a 50 km region resolution 5 or 6, and a
-thin corridor a resolution coarse enough not to need thousands of cells.  Finer
-cells would shrink the border band (fewer exact tests) but cost memory and build
-time; an exact test on a prepared geometry costs ~0.1 us, so a few dozen cells per
-fence is the sweet spot (see bench/cases/geofence.py).  MAX_CELLS caps a fence's
-cells if the estimate was wrong.  The index keeps one table for all resolutions;
-cell ids carry their resolution.
+**Resolutions.**  A fence is classified first at the finest LADDER resolution where
+it spans at most START_CELLS cells (one ``h3shape_to_cells_experimental(...,
+contain="overlap")`` call on the fence grown by the halo: the default centre rule
+would miss border cells), by exact distances in metres in the fence's local
+projection (geodesy).  Interior cells are kept at that resolution (a 40 km region
+needs a few hundred); border and halo cells are replaced by their 49 grandchildren
+and classified again, down to resolution 10 (76 m edges).  So every fence's border
+is at most ~100 m wide whatever its size, exact tests happen only there, and a fix
+probes one dict per LADDER resolution in use (usually just 10: every fence up to
+~2 km across starts there).  A refinement step that would need more than MAX_CELLS
+cells stops early; that fence keeps a coarser border.
 """
 
 from __future__ import annotations
@@ -46,14 +46,13 @@ import shapely
 from geofence.geodesy import Geometry, LocalProjection, haversine_m
 
 LEAF_RES = 15
-MIN_RES = 5
-MAX_RES = 10
-TARGET_CELLS = 128
-MAX_CELLS = 4096
+LADDER = (6, 8, 10)  # resolutions of keys: refinement goes two at a time (49 children)
+FINE_RES = LADDER[-1]
+START_CELLS = 256
+MAX_CELLS = 32_768
 PROTRUSION = 0.3  # margin as a fraction of the circumradius (measured bound: 0.18)
 RADIUS_SLACK = 1.1  # cells vary in size across a fence up to 50 km wide
-HALO_EDGES = 1.0
-HALO_MIN_M = 30.0
+HALO_M = 100.0
 
 _RES_FIELD = 0xF << 52
 _CLEAR_RES = ((1 << 64) - 1) ^ _RES_FIELD
@@ -66,15 +65,19 @@ AREA_M2: tuple[float, ...] = tuple(float(h3.average_hexagon_area(r, "m^2")) for 
 
 @dataclass(frozen=True, slots=True)
 class Cover:
-    """A fence's keys at one resolution; the three sets are disjoint."""
+    """A fence's keys (of resolutions in LADDER); the three sets are disjoint."""
 
-    res: int
     interior: frozenset[int]
     border: frozenset[int]
     halo: frozenset[int]
 
     def __len__(self) -> int:
         return len(self.interior) + len(self.border) + len(self.halo)
+
+    @property
+    def levels(self) -> frozenset[int]:
+        """The resolutions of its keys."""
+        return frozenset(resolution_of(k) for k in (*self.interior, *self.border, *self.halo))
 
 
 # Re-exported so the index's hot path calls h3 directly, without a wrapper frame.
@@ -104,40 +107,60 @@ def resolution_of(cell: int) -> int:
     return (cell >> 52) & 0xF
 
 
-def halo_m(res: int) -> float:
-    """How far around a fence its halo keys reach, in metres."""
-    return max(HALO_MIN_M, HALO_EDGES * EDGE_M[res])
-
-
-def choose_resolution(geometry_m: Geometry) -> int:
-    """Finest resolution whose estimated cell count fits TARGET_CELLS (metres geometry)."""
+def start_resolution(geometry_m: Geometry) -> int:
+    """Finest LADDER resolution where the fence (metres) needs at most START_CELLS cells."""
     area = float(shapely.area(geometry_m))
     perimeter = float(shapely.length(geometry_m))
-    for res in range(MAX_RES, MIN_RES, -1):
+    for res in reversed(LADDER):
         # Width of everything registered around the fence: margin, halo, one cell.
-        band = PROTRUSION * RADIUS_SLACK * EDGE_M[res] + halo_m(res) + 2.0 * EDGE_M[res]
+        band = PROTRUSION * RADIUS_SLACK * EDGE_M[res] + HALO_M + 2.0 * EDGE_M[res]
         estimate = (area + perimeter * band + math.pi * band * band) / AREA_M2[res]
-        if estimate <= TARGET_CELLS:
+        if estimate <= START_CELLS:
             return res
-    return MIN_RES
+    return LADDER[0]
 
 
 def cover(geometry: Geometry, res: int) -> tuple[frozenset[int], frozenset[int]]:
-    """(interior, border) keys of a lon/lat geometry at `res` (see the module docstring)."""
-    found = place(geometry, res)
+    """(interior, border) keys of a lon/lat geometry, all at resolution `res`."""
+    found = place(geometry, start=res, finest=res)
     return found.interior, found.border
 
 
-def place(geometry: Geometry, res: int | None = None) -> Cover:
-    """Interior, border and halo keys of a lon/lat geometry; `res` None = choose one."""
+def place(geometry: Geometry, start: int | None = None, finest: int = FINE_RES) -> Cover:
+    """Interior, border and halo keys of a lon/lat geometry (see the module docstring).
+
+    Classify cells at `start` (None: `start_resolution`), keep the interior ones, and
+    refine the others two resolutions at a time down to `finest`, unless a step would
+    need more than MAX_CELLS cells.
+    """
     proj = LocalProjection.around(geometry)
     geometry_m = proj.to_metres(geometry)
-    res = choose_resolution(geometry_m) if res is None else res
-    while True:
-        found = _cover_at(geometry_m, proj, res)
-        if len(found) <= MAX_CELLS or res <= MIN_RES:
-            return found
-        res -= 1
+    shapely.prepare(geometry_m)
+    boundary_m = shapely.boundary(geometry_m)
+    shapely.prepare(boundary_m)
+    res = start_resolution(geometry_m) if start is None else start
+    # Buffers approximate arcs by chords (quad_segs=8: at most 2 % short of the true
+    # offset), so grow 5 % more: the polyfill must see every cell within reach.
+    reach = 1.05 * (margin_m(proj, res) + HALO_M)
+    grown = shapely.buffer(geometry_m, reach, quad_segs=8)
+    keys = [
+        int(k)
+        for k in h3.h3shape_to_cells_experimental(_h3shape(proj.to_lonlat(grown)), res, "overlap")
+    ]
+    interior: list[int] = []
+    border: list[int] = []
+    halo: list[int] = []
+    while keys:
+        inside, near, around = _classify(keys, res, geometry_m, boundary_m, proj)
+        interior += inside
+        finer = min(res + 2, finest)
+        if res >= finest or (len(near) + len(around)) * 7 ** (finer - res) > MAX_CELLS:
+            border += near
+            halo += around
+            break
+        keys = [int(c) for k in (*near, *around) for c in h3.cell_to_children(k, finer)]
+        res = finer
+    return Cover(frozenset(interior), frozenset(border), frozenset(halo))
 
 
 def margin_m(proj: LocalProjection, res: int) -> float:
@@ -148,28 +171,21 @@ def margin_m(proj: LocalProjection, res: int) -> float:
     return PROTRUSION * RADIUS_SLACK * radius
 
 
-def _cover_at(geometry_m: Geometry, proj: LocalProjection, res: int) -> Cover:
-    """One H3 polyfill for candidates, then exact classification by distance in metres."""
+def _classify(
+    keys: list[int],
+    res: int,
+    geometry_m: Geometry,
+    boundary_m: Geometry,
+    proj: LocalProjection,
+) -> tuple[list[int], list[int], list[int]]:
+    """Split cells into interior, border and halo by exact distances in metres."""
     delta = margin_m(proj, res)
-    # quad_segs=4 keeps the grown polygon within 8 % of the true offset; the margins
-    # above leave far more room than that (see the module docstring).
-    grown = shapely.buffer(geometry_m, delta + halo_m(res), quad_segs=4)
-    candidates = h3.h3shape_to_cells_experimental(_h3shape(proj.to_lonlat(grown)), res, "overlap")
-    if not candidates:
-        return Cover(res, frozenset(), frozenset(), frozenset())
-    keys = np.array(candidates, dtype=np.uint64)
-    polygons = proj.to_metres(_cell_polygons(candidates))
-    shapely.prepare(geometry_m)
-    edge_m = shapely.boundary(geometry_m)
-    shapely.prepare(edge_m)
-    inside = shapely.covers(geometry_m, polygons) & ~shapely.dwithin(edge_m, polygons, delta)
-    near = shapely.dwithin(geometry_m, polygons, delta) & ~inside
-    return Cover(
-        res,
-        frozenset(keys[inside].tolist()),
-        frozenset(keys[near].tolist()),
-        frozenset(keys[~inside & ~near].tolist()),
-    )
+    hexagons = proj.to_metres(_cell_polygons(keys))
+    inside = shapely.covers(geometry_m, hexagons) & ~shapely.dwithin(boundary_m, hexagons, delta)
+    near = shapely.dwithin(geometry_m, hexagons, delta) & ~inside
+    around = shapely.dwithin(geometry_m, hexagons, delta + HALO_M) & ~inside & ~near
+    array = np.array(keys, dtype=np.uint64)
+    return array[inside].tolist(), array[near].tolist(), array[around].tolist()
 
 
 def regions_m(keys: list[int], proj: LocalProjection) -> npt.NDArray[np.object_]:
@@ -181,8 +197,9 @@ def regions_m(keys: list[int], proj: LocalProjection) -> npt.NDArray[np.object_]
     if not keys:
         return np.array([], dtype=object)
     hexagons = proj.to_metres(_cell_polygons(keys))
-    delta = margin_m(proj, resolution_of(keys[0]))
-    return shapely.buffer(hexagons, delta, quad_segs=2)  # type: ignore[no-any-return]
+    margins = {r: margin_m(proj, r) for r in {resolution_of(k) for k in keys}}
+    deltas = np.array([margins[resolution_of(k)] for k in keys])
+    return shapely.buffer(hexagons, deltas, quad_segs=2)  # type: ignore[no-any-return]
 
 
 def _cell_polygons(cells: list[int]) -> npt.NDArray[np.object_]:

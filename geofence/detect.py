@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import ClassVar
 
+from geofence.cells import leaf_of
 from geofence.geodesy import haversine_m
 from geofence.index import FenceIndex
 from geofence.shapes import Fence
@@ -75,7 +76,8 @@ class Presence:
     inside: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
     dwelled: frozenset[str] = frozenset()
     last: tuple[float, float, float] | None = None  # (ts, lat, lon) of the last used fix
-    kinds: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    kinds: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))  # at entry
+    leaf: int | None = None  # res-15 H3 cell of `last`: saves an h3 call in crossing checks
 
     EMPTY: ClassVar[Presence]
 
@@ -114,33 +116,32 @@ def detect(
     if not usable or not acc_m <= cfg.max_accuracy_m:  # `not <=` also catches NaN
         return prev, []
     fences = index.fences
-    here = {f for f in index.containing(lat, lon) if fences[f].applies_to(technician_id)}
-    inside = dict(prev.inside)
-    kinds = dict(prev.kinds)
-    dwelled = set(prev.dwelled)
-    exits: list[Transition] = []
-    for fid, entered in sorted(prev.inside.items()):
-        fence = fences.get(fid)
-        if fence is not None and fence.applies_to(technician_id):
-            if fid in here:
-                continue
-            outside_m = index.distance_outside_m(fid, lat, lon)
-            if outside_m <= cfg.exit_buffer_m(fence) + acc_m:
-                continue
-        exits.append(Transition(fid, kinds.pop(fid, ""), "exit", ts, ts - entered))
-        del inside[fid]
-        dwelled.discard(fid)
-    crosses = _crosses(index, prev, ts, lat, lon, here, cfg, technician_id)
-    enters: list[Transition] = []
-    if acc_m <= cfg.enter_max_accuracy_m:
-        for fid in sorted(here - inside.keys()):
-            inside[fid] = ts
-            kinds[fid] = fences[fid].kind
-            enters.append(Transition(fid, fences[fid].kind, "enter", ts))
+    leaf = leaf_of(lat, lon)
+    here = index.containing(lat, lon, leaf=leaf)
+    if here and not all(fences[f].applies_to(technician_id) for f in here):
+        here = frozenset(f for f in here if fences[f].applies_to(technician_id))
+    crosses = _crosses(index, prev, ts, lat, lon, leaf, here, cfg, technician_id)
+    if not here and not prev.inside:  # the common case: nothing to exit, enter or dwell
+        return Presence(prev.inside, prev.dwelled, (ts, lat, lon), prev.kinds, leaf), crosses
+    exits = _exits(index, prev, here, ts, lat, lon, acc_m, cfg, technician_id)
+    entering = sorted(here - prev.inside.keys()) if acc_m <= cfg.enter_max_accuracy_m else []
+    enters = [Transition(fid, fences[fid].kind, "enter", ts) for fid in entering]
+    inside, kinds, dwelled = prev.inside, prev.kinds, prev.dwelled
+    if exits or enters:  # copy only when something changed
+        gone = {t.fence_id for t in exits}
+        inside_d = {f: t for f, t in inside.items() if f not in gone}
+        kinds_d = {f: k for f, k in kinds.items() if f not in gone}
+        for t in enters:
+            inside_d[t.fence_id], kinds_d[t.fence_id] = ts, t.kind
+        inside, kinds, dwelled = (
+            MappingProxyType(inside_d),
+            MappingProxyType(kinds_d),
+            dwelled - gone,
+        )
     dwells = _dwells(index, inside, dwelled, kinds, ts, cfg)
-    presence = Presence(
-        MappingProxyType(inside), frozenset(dwelled), (ts, lat, lon), MappingProxyType(kinds)
-    )
+    if dwells:
+        dwelled = dwelled | {t.fence_id for t in dwells}
+    presence = Presence(inside, dwelled, (ts, lat, lon), kinds, leaf)
     return presence, [*exits, *crosses, *enters, *dwells]
 
 
@@ -150,19 +151,45 @@ def tick(
     """Fire dwells that are due at `now` and exits for fences gone from the index."""
     fences = index.fences
     gone = sorted(fid for fid in prev.inside if fid not in fences)
-    inside = {fid: t for fid, t in prev.inside.items() if fid in fences}
-    kinds = dict(prev.kinds)
-    dwelled = set(prev.dwelled) - set(gone)
     exits = [
-        Transition(fid, kinds.pop(fid, ""), "exit", now, now - prev.inside[fid]) for fid in gone
+        Transition(fid, prev.kinds.get(fid, ""), "exit", now, now - prev.inside[fid])
+        for fid in gone
     ]
+    inside, kinds, dwelled = prev.inside, prev.kinds, prev.dwelled
+    if gone:
+        inside = MappingProxyType({f: t for f, t in inside.items() if f not in gone})
+        kinds = MappingProxyType({f: k for f, k in kinds.items() if f not in gone})
+        dwelled = dwelled - set(gone)
     dwells = _dwells(index, inside, dwelled, kinds, now, cfg)
     if not exits and not dwells:
         return prev, []
-    presence = Presence(
-        MappingProxyType(inside), frozenset(dwelled), prev.last, MappingProxyType(kinds)
-    )
-    return presence, [*exits, *dwells]
+    dwelled = dwelled | {t.fence_id for t in dwells}
+    return Presence(inside, dwelled, prev.last, kinds, prev.leaf), [*exits, *dwells]
+
+
+def _exits(
+    index: FenceIndex,
+    prev: Presence,
+    here: frozenset[str],
+    ts: float,
+    lat: float,
+    lon: float,
+    acc_m: float,
+    cfg: DetectorConfig,
+    technician_id: str | None,
+) -> list[Transition]:
+    """Exits from fences the device was inside: clearly outside, gone, or no longer its."""
+    out: list[Transition] = []
+    fences = index.fences
+    for fid in sorted(prev.inside.keys() - here):
+        fence = fences.get(fid)
+        if fence is not None and fence.applies_to(technician_id):
+            outside_m = index.distance_outside_m(fid, lat, lon)
+            if outside_m <= cfg.exit_buffer_m(fence) + acc_m:
+                continue  # hysteresis: not clearly outside yet
+        entered = prev.inside[fid]
+        out.append(Transition(fid, prev.kinds.get(fid, ""), "exit", ts, ts - entered))
+    return out
 
 
 def _crosses(
@@ -171,7 +198,8 @@ def _crosses(
     ts: float,
     lat: float,
     lon: float,
-    here: set[str],
+    leaf: int,
+    here: frozenset[str],
     cfg: DetectorConfig,
     technician_id: str | None,
 ) -> list[Transition]:
@@ -190,6 +218,7 @@ def _crosses(
         lon,
         skip=here | prev.inside.keys(),
         where=lambda fence: fence.applies_to(technician_id),
+        leaves=None if prev.leaf is None else (prev.leaf, leaf),
     )
     return [
         Transition(fid, fences[fid].kind, "cross", ts)
@@ -201,20 +230,22 @@ def _crosses(
 def _dwells(
     index: FenceIndex,
     inside: Mapping[str, float],
-    dwelled: set[str],
+    dwelled: frozenset[str],
     kinds: Mapping[str, str],
     ts: float,
     cfg: DetectorConfig,
 ) -> list[Transition]:
-    """Dwell transitions due at `ts`; marks them in `dwelled`."""
+    """Dwell transitions due at `ts`, for visits that have not had theirs."""
+    pending = inside.keys() - dwelled
+    if not pending:
+        return []
     out: list[Transition] = []
     fences = index.fences
-    for fid in sorted(inside.keys() - dwelled):
+    for fid in sorted(pending):
         fence = fences.get(fid)
         if fence is None:
             continue
         needed = cfg.default_dwell_s if fence.dwell_s is None else fence.dwell_s
         if ts - inside[fid] >= needed:
-            dwelled.add(fid)
             out.append(Transition(fid, kinds.get(fid, fence.kind), "dwell", ts, ts - inside[fid]))
     return out

@@ -3,14 +3,14 @@
 Lookup: one h3 call (the fix's res-15 cell), then for each resolution in use one
 dict probe with the derived key (see cells).  A key's entry lists the fences whose
 *interior* holds the whole key (answered without geometry), the probes of those on
-its *border* (confirmed exactly, see placed) and the fences whose *halo* it is
-(used only by `crossed`).  Points on a fence's boundary count as inside it, i.e.
-``shapely.covers`` / ``intersects`` semantics.
+its *border* (confirmed exactly, see placed) and every fence it is near: interior,
+border or halo (the candidates of `crossed`).  Points on a fence's boundary count as
+inside it, i.e. ``shapely.covers`` / ``intersects`` semantics.
 
 Immutability: an update returns a new index sharing almost everything with the old
 one, so readers holding the old reference are never paused.  The key table is split
-spatially, ``res-3 cell -> res-7 cell -> {key: entry}`` (keys coarser than res 7
-live in one small dict), so `with_fence` copies only the few dicts the fence's keys
+spatially, ``res-7 cell -> {key: entry}`` (keys coarser than res 7 live in one
+small dict), so `with_fence` copies only the few dicts the fence's keys
 fall in, plus the id -> fence maps: its cost follows the fence's own cell count and
 grows only mildly with the number of fences.
 """
@@ -36,10 +36,11 @@ _SHARD_BITS = KEY_BITS[_SHARD_RES]
 _LEAF_RES = cells.LEAF_RES
 _CLEAR_RES = ((1 << 64) - 1) ^ (0xF << 52)
 _EMPTY: frozenset[str] = frozenset()
+_RADIANS = math.pi / 180.0
 _latlng_to_cell = cells.latlng_to_cell
 
-# (interior fence ids, border checks, halo fence ids), all sorted by fence id
-Entry = tuple[frozenset[str], tuple[Check, ...], tuple[str, ...]]
+# (interior fence ids, border checks sorted by fence id, ids of every fence at the key)
+Entry = tuple[frozenset[str], tuple[Check, ...], frozenset[str]]
 _Leaf = dict[int, Entry]
 _Shards = dict[int, _Leaf]
 
@@ -47,7 +48,17 @@ _Shards = dict[int, _Leaf]
 class FenceIndex:
     """Immutable fence index: build once, then swap in what `with_fence`/`without` return."""
 
-    __slots__ = ("_coarse", "_coarse_bits", "_fences", "_fine_bits", "_placed", "_res", "_shards")
+    __slots__ = (
+        "_coarse",
+        "_coarse_bits",
+        "_fences",
+        "_fences_view",
+        "_fine_bits",
+        "_placed",
+        "_res",
+        "_shards",
+        "_spacing",
+    )
 
     def __init__(
         self,
@@ -59,12 +70,15 @@ class FenceIndex:
     ) -> None:
         self._placed = placed
         self._fences = fences
+        self._fences_view: Mapping[str, Fence] = MappingProxyType(fences)
         self._shards = shards
         self._coarse = coarse
         self._res = res_counts
         used = sorted(r for r, n in res_counts.items() if n > 0)
         self._fine_bits = tuple(KEY_BITS[r] for r in used if r >= _SHARD_RES)
         self._coarse_bits = tuple(KEY_BITS[r] for r in used if r < _SHARD_RES)
+        # crossed() samples segments closer than this, so no fence's halo is skipped
+        self._spacing = 0.9 * cells.HALO_M
 
     # --- construction -------------------------------------------------------------
 
@@ -91,7 +105,8 @@ class FenceIndex:
             entry = shared.get(sig)
             if entry is None:
                 inner = frozenset(interior) if interior else _EMPTY
-                entry = shared[sig] = (inner, tuple(border), sig[2])
+                near = frozenset((*interior, *sig[2], *(b[0] for b in border)))
+                entry = shared[sig] = (inner, tuple(border), near)
             _leaf_for(shards, coarse, key)[key] = entry
         fence_map = {fid: p.fence for fid, p in placed.items()}
         return cls(placed, fence_map, shards, coarse, _count_res(placed.values()))
@@ -124,10 +139,12 @@ class FenceIndex:
         shards, coarse = _write(self._shards, self._coarse, changes)
         placed, fences, res = dict(self._placed), dict(self._fences), dict(self._res)
         if old is not None:
-            res[old.cover.res] -= 1
+            for level in old.levels:
+                res[level] -= 1
             del placed[fid], fences[fid]
         if new is not None:
-            res[new.cover.res] = res.get(new.cover.res, 0) + 1
+            for level in new.levels:
+                res[level] = res.get(level, 0) + 1
             placed[fid], fences[fid] = new, new.fence
         return FenceIndex(placed, fences, shards, coarse, res)
 
@@ -136,7 +153,7 @@ class FenceIndex:
     @property
     def fences(self) -> Mapping[str, Fence]:
         """fence_id -> Fence (read-only)."""
-        return MappingProxyType(self._fences)
+        return self._fences_view
 
     def __len__(self) -> int:
         return len(self._placed)
@@ -144,13 +161,18 @@ class FenceIndex:
     def __repr__(self) -> str:
         return f"FenceIndex({len(self)} fences, {self.key_count()} keys)"
 
-    def containing(self, lat: float, lon: float) -> frozenset[str]:
-        """Ids of the fences covering the point (boundary included); exact."""
+    def containing(self, lat: float, lon: float, *, leaf: int | None = None) -> frozenset[str]:
+        """Ids of the fences covering the point (boundary included); exact.
+
+        `leaf`: the point's res-15 H3 cell (`cells.leaf_of`) if the caller has it already.
+        """
         if not (-90.0 <= lat <= 90.0 and -180.0 <= lon <= 180.0):
             raise ValueError("latitude/longitude out of range")
         # The gateway's hot path, hence written out: one h3 call, a dict probe per
         # resolution in use, and most fixes meet zero or one entry.
-        base = _latlng_to_cell(lat, lon, _LEAF_RES) & _CLEAR_RES
+        if leaf is None:
+            leaf = _latlng_to_cell(lat, lon, _LEAF_RES)
+        base = leaf & _CLEAR_RES
         found: frozenset[str] | set[str] = _EMPTY
         table = self._shards.get(base | _SHARD_BITS)
         if table is not None:
@@ -175,24 +197,30 @@ class FenceIndex:
         *,
         skip: AbstractSet[str] = _EMPTY,
         where: Callable[[Fence], bool] | None = None,
+        leaves: tuple[int, int] | None = None,
     ) -> frozenset[str]:
         """Ids of the fences the straight (lon/lat) segment between two points touches.
 
         Fences in `skip`, or for which `where(fence)` is false, are neither tested nor
-        returned (the detector skips those it already knows about).
+        returned (the detector skips those it already knows about).  `leaves`: the two
+        points' res-15 cells, if known, saves h3 calls.
         """
-        for lat, lon in ((lat1, lon1), (lat2, lon2)):
-            if not (-90.0 <= lat <= 90.0 and -180.0 <= lon <= 180.0):
-                raise ValueError("latitude/longitude out of range")
-        candidates: set[str] = set()
+        if not (-90.0 <= lat1 <= 90.0 and -180.0 <= lon1 <= 180.0) or not (
+            -90.0 <= lat2 <= 90.0 and -180.0 <= lon2 <= 180.0
+        ):
+            raise ValueError("latitude/longitude out of range")
         samples = self._samples(lat1, lon1, lat2, lon2)
-        for i in range(samples + 1):
+        if leaves is None:
+            leaves = (
+                _latlng_to_cell(lat1, lon1, _LEAF_RES),
+                _latlng_to_cell(lat2, lon2, _LEAF_RES),
+            )
+        candidates = self._near(leaves[0]) | self._near(leaves[1])
+        for i in range(1, samples):
             t = i / samples
-            leaf = _latlng_to_cell(lat1 + (lat2 - lat1) * t, lon1 + (lon2 - lon1) * t, _LEAF_RES)
-            for interior, border, halo in self._entries(leaf):
-                candidates.update(interior, halo)
-                candidates.update(check[0] for check in border)
-        candidates.difference_update(skip)
+            lat, lon = lat1 + (lat2 - lat1) * t, lon1 + (lon2 - lon1) * t
+            candidates |= self._near(_latlng_to_cell(lat, lon, _LEAF_RES))
+        candidates -= skip
         segment = None
         hits = []
         for fid in candidates:
@@ -201,11 +229,8 @@ class FenceIndex:
                 continue
             verdict = _probe_segment(p.probe, lon1, lat1, lon2, lat2)
             if verdict is None:
-                if segment is None:
-                    ends = [(lon1, lat1), (lon2, lat2)]
-                    segment = (
-                        shapely.LineString(ends) if ends[0] != ends[1] else shapely.Point(ends[0])
-                    )
+                if segment is None:  # built once, and only if a probe left it open
+                    segment = _segment(lon1, lat1, lon2, lat2)
                 verdict = p.geom.intersects(segment)
             if verdict:
                 hits.append(fid)
@@ -232,10 +257,17 @@ class FenceIndex:
         return fine + len(self._coarse)
 
     def resolutions(self) -> dict[int, int]:
-        """Resolution -> number of fences indexed at it (statistics)."""
+        """Resolution -> number of fences with keys at it (statistics)."""
         return {r: n for r, n in sorted(self._res.items()) if n > 0}
 
     # --- internals ----------------------------------------------------------------
+
+    def _near(self, leaf: int) -> frozenset[str]:
+        """Every fence whose interior, border or halo holds the point's keys."""
+        found = _EMPTY
+        for _, _, near in self._entries(leaf):
+            found = found | near if found else near
+        return found
 
     def _entries(self, leaf: int) -> Iterator[Entry]:
         base = leaf & _CLEAR_RES
@@ -258,14 +290,11 @@ class FenceIndex:
 
     def _samples(self, lat1: float, lon1: float, lat2: float, lon2: float) -> int:
         """Number of intervals so samples are closer than 0.9 x the smallest halo."""
-        if not self._placed or (lat1, lon1) == (lat2, lon2):
-            return 1
-        spacing = 0.9 * min(cells.halo_m(r) for r in self.resolutions())
         # Over-estimate the length: longitude degrees measured where they are longest.
         widest = 0.0 if lat1 * lat2 <= 0 else min(abs(lat1), abs(lat2))
-        dx = (lon2 - lon1) * math.cos(math.radians(widest))
+        dx = (lon2 - lon1) * math.cos(widest * _RADIANS)
         length = math.hypot(dx, lat2 - lat1) * M_PER_DEG
-        return max(1, math.ceil(length / spacing))
+        return max(1, math.ceil(length / self._spacing))
 
 
 def _collect(
@@ -337,7 +366,8 @@ def _probe_segment(probe: Check, lon1: float, lat1: float, lon2: float, lat2: fl
 def _count_res(placed: Iterable[Placed]) -> dict[int, int]:
     counts: dict[int, int] = {}
     for p in placed:
-        counts[p.cover.res] = counts.get(p.cover.res, 0) + 1
+        for level in p.levels:
+            counts[level] = counts.get(level, 0) + 1
     return counts
 
 
@@ -348,23 +378,24 @@ def _leaf_for(shards: _Shards, coarse: _Leaf, key: int) -> _Leaf:
 
 
 def _drop(entry: Entry, fid: str) -> Entry | None:
-    interior, border, halo = entry
+    interior, border, near = entry
     if fid in interior:
         interior = interior - {fid} if len(interior) > 1 else _EMPTY
     border = tuple(b for b in border if b[0] != fid)
-    halo = tuple(h for h in halo if h != fid)
-    return (interior, border, halo) if interior or border or halo else None
+    near = near - {fid}
+    return (interior, border, near) if near else None
 
 
 def _add(entry: Entry | None, placed: Placed, key: int, role: int) -> Entry:
-    interior, border, halo = entry if entry is not None else (_EMPTY, (), ())
+    interior, border, near = entry if entry is not None else (_EMPTY, (), _EMPTY)
     fid = placed.fence.fence_id
+    near = near | {fid}
     if role == 0:
-        return (interior | {fid}, border, halo)
+        return (interior | {fid}, border, near)
     if role == 1:
         checks = (*border, placed.check(key))
-        return (interior, tuple(sorted(checks, key=lambda b: str(b[0]))), halo)
-    return (interior, border, tuple(sorted((*halo, fid))))
+        return (interior, tuple(sorted(checks, key=lambda b: str(b[0]))), near)
+    return (interior, border, near)
 
 
 def _write(

@@ -46,6 +46,7 @@ class Placed:
     bounds: tuple[float, float, float, float]
     probe: Probe
     checks: dict[int, Check]  # border keys with a cheaper test of their own (edges)
+    levels: frozenset[int]  # resolutions of its keys
 
     @classmethod
     def of(cls, fence: Fence) -> Placed:
@@ -71,6 +72,7 @@ class Placed:
             bounds=(minx, miny, maxx, maxy),
             probe=_probe(fence.fence_id, geom, proj, geom_m),
             checks=checks,
+            levels=cover.levels,
         )
 
     def check(self, key: int) -> Check:

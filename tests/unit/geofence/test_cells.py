@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import h3.api.basic_int as h3
 import pytest
 import shapely
@@ -12,7 +10,7 @@ from hypothesis import strategies as st
 
 from geofence import cells
 from geofence.geodesy import LocalProjection, haversine_m
-from geofence.shapes import circle_fence, fence_from_geojson
+from geofence.shapes import Fence, circle_fence, fence_from_geojson
 from tests.unit.geofence.places import ORIGIN, offset, square
 
 lats = st.floats(-84.0, 84.0, allow_nan=False)
@@ -50,65 +48,84 @@ ZONE = fence_from_geojson(
 )  # fmt: skip
 
 
-@pytest.mark.parametrize("fence", [SITE, ZONE], ids=["site", "zone-with-hole"])
-@settings(max_examples=400, deadline=None)
-@given(north=st.floats(-1_400, 1_400), east=st.floats(-1_400, 1_400))
-def test_cover_classifies_points_correctly(fence: object, north: float, east: float) -> None:
-    geometry = fence.geometry  # type: ignore[attr-defined]
-    found = cells.place(geometry)
+def point_keys(lat: float, lon: float) -> set[int]:
+    leaf = cells.leaf_of(lat, lon)
+    return {cells.key_of(leaf, r) for r in cells.LADDER}
+
+
+BIG = circle_fence("big", *ORIGIN, 1_300.0)  # starts at res 8: keys at two levels
+COVERS = {fence.fence_id: cells.place(fence.geometry) for fence in (SITE, ZONE, BIG)}
+
+
+@pytest.mark.parametrize("fence", [SITE, ZONE, BIG], ids=["site", "zone-with-hole", "big"])
+@settings(max_examples=300, deadline=None)
+@given(north=st.floats(-1_500, 1_500), east=st.floats(-1_500, 1_500))
+def test_cover_classifies_points_correctly(fence: Fence, north: float, east: float) -> None:
+    found = COVERS[fence.fence_id]
     lat, lon = offset(north, east)
-    key = cells.point_key(lat, lon, found.res)
-    covered = bool(shapely.covers(geometry, shapely.Point(lon, lat)))
-    if key in found.interior:
+    keys = point_keys(lat, lon)
+    covered = bool(shapely.covers(fence.geometry, shapely.Point(lon, lat)))
+    if keys & found.interior:
         assert covered
     if covered:
-        assert key in found.interior or key in found.border
+        assert keys & (found.interior | found.border)
 
 
-@pytest.mark.parametrize("fence", [SITE, ZONE], ids=["site", "zone-with-hole"])
+@pytest.mark.parametrize("fence", [SITE, ZONE, BIG], ids=["site", "zone-with-hole", "big"])
 @settings(max_examples=300, deadline=None)
-@given(north=st.floats(-1_400, 1_400), east=st.floats(-1_400, 1_400))
-def test_halo_reaches_points_near_the_fence(fence: object, north: float, east: float) -> None:
-    """Any point within half a halo of the fence finds it in its key (crossed() relies on it)."""
-    geometry = fence.geometry  # type: ignore[attr-defined]
-    found = cells.place(geometry)
+@given(north=st.floats(-1_500, 1_500), east=st.floats(-1_500, 1_500))
+def test_halo_reaches_points_near_the_fence(fence: Fence, north: float, east: float) -> None:
+    """Any point within half a halo of the fence finds it at one of its keys (crossed())."""
+    found = COVERS[fence.fence_id]
     lat, lon = offset(north, east)
-    proj = LocalProjection.around(geometry)
-    distance = shapely.distance(proj.to_metres(geometry), shapely.Point(proj.point(lat, lon)))
-    key = cells.point_key(lat, lon, found.res)
-    if distance <= cells.halo_m(found.res) / 2:
-        assert key in found.interior or key in found.border or key in found.halo
+    proj = LocalProjection.around(fence.geometry)
+    point = shapely.Point(proj.point(lat, lon))
+    if shapely.distance(proj.to_metres(fence.geometry), point) <= cells.HALO_M / 2:
+        assert point_keys(lat, lon) & (found.interior | found.border | found.halo)
 
 
-def test_cover_sets_are_disjoint_and_cover_returns_interior_and_border() -> None:
-    found = cells.place(ZONE.geometry)
+def test_cover_sets_are_disjoint() -> None:
+    found = COVERS["big"]
     assert not (found.interior & found.border or found.interior & found.halo)
     assert not found.border & found.halo
-    assert cells.cover(ZONE.geometry, found.res) == (found.interior, found.border)
-    assert len(found.interior) > 0  # a 2 km zone has cells needing no exact test
+    assert {cells.resolution_of(k) for k in found.border | found.halo} == {10}
+    assert found.levels == {8, 10}
 
 
-SIZES = [(10.0, 10), (150.0, 10), (1_500.0, 8), (8_000.0, 7), (24_000.0, 6)]
+def test_single_resolution_cover() -> None:
+    interior, border = cells.cover(ZONE.geometry, 9)
+    assert {cells.resolution_of(k) for k in interior | border} == {9}
+    assert interior and border and not interior & border
 
 
-@pytest.mark.parametrize(("radius", "res"), SIZES)
-def test_resolution_follows_fence_size(radius: float, res: int) -> None:
-    fence = circle_fence("c", *ORIGIN, radius)
-    found = cells.place(fence.geometry)
-    assert found.res == res
-    assert len(found) <= cells.MAX_CELLS
+SIZES = [(10.0, {10}), (150.0, {10}), (1_000.0, {8, 10}), (8_000.0, {6, 8, 10})]
 
 
-def test_thin_long_corridor_gets_coarse_cells() -> None:
+@pytest.mark.parametrize(("radius", "levels"), SIZES)
+def test_big_fences_keep_their_interior_coarse(radius: float, levels: set[int]) -> None:
+    found = cells.place(circle_fence("c", *ORIGIN, radius).geometry)
+    assert found.levels == levels
+    assert {cells.resolution_of(k) for k in found.border} == {cells.FINE_RES}
+
+
+def test_refinement_stops_at_the_cell_cap() -> None:
+    found = cells.place(circle_fence("c", *ORIGIN, 24_000.0).geometry, start=6, finest=10)
+    assert {cells.resolution_of(k) for k in found.border} == {10}
+    assert len(found) <= 2 * cells.MAX_CELLS
+
+
+def test_long_thin_corridor() -> None:
+    end = offset(0, 40_000)
     road = fence_from_geojson("road", {"type": "Feature", "properties": {"width_m": 10},
         "geometry": {"type": "LineString", "coordinates": [
-            [ORIGIN[1], ORIGIN[0]], [offset(0, 40_000)[1], offset(0, 40_000)[0]]]}})  # fmt: skip
+            [ORIGIN[1], ORIGIN[0]], [end[1], end[0]]]}})  # fmt: skip
     found = cells.place(road.geometry)
-    assert found.res < 10
-    assert len(found) <= cells.TARGET_CELLS * 2
+    assert found.levels == {10}
+    assert not found.interior  # 10 m wide: no hexagon fits inside
+    assert len(found.border) < 1_000
 
 
-def test_edge_table_matches_h3() -> None:
+def test_tables() -> None:
     assert cells.EDGE_M[10] == pytest.approx(75.86, abs=0.01)
-    assert math.isclose(cells.halo_m(10), cells.EDGE_M[10])
-    assert cells.halo_m(13) == cells.HALO_MIN_M
+    assert cells.AREA_M2[10] == pytest.approx(15_047.5, abs=1.0)
+    assert cells.LADDER == (6, 8, 10) and cells.HALO_M == 100.0

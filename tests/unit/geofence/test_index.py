@@ -54,7 +54,7 @@ def fence_st(draw: st.DrawFn, fid: str) -> Fence:
         factors = draw(st.lists(st.floats(0.4, 1.0), min_size=n, max_size=n))
         return star(fid, north, east, draw(st.floats(15, 900)), factors)
     if shape == "zone":  # big enough for a coarse resolution
-        return star(fid, north, east, draw(st.floats(2_000, 12_000)), [1.0, 0.8] * 4)
+        return star(fid, north, east, draw(st.floats(1_500, 5_000)), [1.0, 0.8] * 4)
     if shape == "corridor":
         ends = [offset(north, east), offset(north + draw(st.floats(-900, 900)), east + 700)]
         coords = [[lon, lat] for lat, lon in ends]
@@ -150,6 +150,18 @@ def test_overlapping_city_matches_brute_force(north: float, east: float) -> None
     assert CITY_INDEX.containing(lat, lon) == brute_containing(CITY, lat, lon)
 
 
+REGION = star("region", 0, 0, 12_000, [1.0, 0.7, 0.9, 0.8, 1.0, 0.6, 0.95, 0.75])
+REGION_INDEX = FenceIndex.build([REGION])
+
+
+@settings(max_examples=300)
+@given(north=st.floats(-13_000, 13_000), east=st.floats(-13_000, 13_000))
+def test_region_with_coarse_interior_matches_brute_force(north: float, east: float) -> None:
+    assert REGION_INDEX.resolutions() == {6: 1, 8: 1, 10: 1}
+    lat, lon = offset(north, east)
+    assert REGION_INDEX.containing(lat, lon) == brute_containing([REGION], lat, lon)
+
+
 def test_updates_leave_the_old_index_alone() -> None:
     site = circle_fence("a", *offset(0, 0), 100.0)
     before = FenceIndex.build([site])
@@ -198,10 +210,16 @@ def test_bad_coordinates_raise_value_error(lat: float, lon: float) -> None:
         CITY_INDEX.crossed(lat, lon, 60.0, 25.0)
 
 
-def test_crossing_a_small_fence_between_distant_fixes() -> None:
-    index = FenceIndex.build([circle_fence("tiny", *offset(0, 0), 5.0)])
-    assert index.crossed(*offset(-800, 0), *offset(800, 0)) == {"tiny"}
-    assert index.crossed(*offset(-800, 6), *offset(800, 6)) == frozenset()
+@pytest.mark.parametrize("place", range(8))
+def test_crossing_a_small_fence_between_distant_fixes(place: int) -> None:
+    """Wherever the fence sits in its cell and the samples fall, a 5 m fence is found."""
+    north, east = 9.0 * place, 23.0 * place
+    index = FenceIndex.build([circle_fence("tiny", *offset(north, east), 5.0)])
+    for shift in range(0, 90, 6):
+        start, end = north - 800.0 - shift, north + 900.0 - shift
+        for side, expected in ((0.0, {"tiny"}), (4.9, {"tiny"}), (-4.9, {"tiny"}), (6.0, set())):
+            a, b = offset(start, east + side), offset(end, east + side)
+            assert index.crossed(*a, *b) == expected
 
 
 def test_crossed_skip_and_where() -> None:
