@@ -18,7 +18,7 @@ grows only mildly with the number of fences.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from collections.abc import Set as AbstractSet
 from types import MappingProxyType
 
@@ -225,9 +225,9 @@ class FenceIndex:
         hits = []
         for fid in candidates:
             p = self._placed[fid]
-            if where is not None and not where(p.fence):
-                continue
             verdict = _probe_segment(p.probe, lon1, lat1, lon2, lat2)
+            if verdict is False or (where is not None and not where(p.fence)):
+                continue
             if verdict is None:
                 if segment is None:  # built once, and only if a probe left it open
                     segment = _segment(lon1, lat1, lon2, lat2)
@@ -264,23 +264,19 @@ class FenceIndex:
 
     def _near(self, leaf: int) -> frozenset[str]:
         """Every fence whose interior, border or halo holds the point's keys."""
-        found = _EMPTY
-        for _, _, near in self._entries(leaf):
-            found = found | near if found else near
-        return found
-
-    def _entries(self, leaf: int) -> Iterator[Entry]:
         base = leaf & _CLEAR_RES
+        found = _EMPTY
         table = self._shards.get(base | _SHARD_BITS)
         if table is not None:
             for bits in self._fine_bits:
                 entry = table.get(base | bits)
                 if entry is not None:
-                    yield entry
+                    found = found | entry[2] if found else entry[2]
         for bits in self._coarse_bits:
             entry = self._coarse.get(base | bits)
             if entry is not None:
-                yield entry
+                found = found | entry[2] if found else entry[2]
+        return found
 
     def _entry(self, key: int) -> Entry | None:
         if cells.resolution_of(key) < _SHARD_RES:
