@@ -1,0 +1,376 @@
+"""Live state, history, technicians and jobs in Redis: the ``Store`` for several workers.
+
+Same semantics as ``MemoryStore``; what changes is who decides. Every batch of
+fixes is one ``EVALSHA`` of ``RECORD_LUA`` (one round trip), and the script
+decides per fix, atomically in Redis, whether it is a duplicate, a late fix or
+the device's newest. Two workers receiving consecutive fixes of one device in
+any order (Mosquitto's shared subscriptions are strict round robin) therefore
+end with the newest as live state.
+
+Keys (``P`` is the prefix, ``ft:`` by default; device keys carry a hash tag):
+
+* ``P d:{device}:h`` ZSET, score = fix ts, member = the fix as a msgpack array
+  without the device id (~60 bytes for a typical fix). It is history *and*
+  dedupe index: a fix is a duplicate when its ts is already a score. A
+  Stream cannot hold a late fix (an offline buffer flushed after newer fixes)
+  in its place, because an XADD id must exceed the last one; the ZSET can, at
+  O(log n) per insert and twice a Stream's memory (161 vs 82 bytes per fix,
+  ``python -m bench redis_store``). Like
+  ``MemoryStore``, it keeps at least ``history_per_device`` newest fixes and
+  trims once an eighth more have piled up, so the dedupe window is that count
+  and verdicts equal ``MemoryStore``'s for the same inputs.
+* ``P d:{device}:l`` the newest fix (same encoding), written only by the script.
+* ``P techs`` / ``P jobs`` HASH id -> msgpack struct; ``P owner`` HASH device ->
+  technician; ``P techdevs:{tid}`` and ``P tour:{tid}`` SETs; ``P jobtech``
+  HASH job -> technician; ``P blob:{name}`` opaque bytes (ETA model, fences).
+
+The record script builds device key names itself, so it needs standalone
+Redis (or one primary), not Redis Cluster. Redis errors are not wrapped: when
+Redis is down ``record_fixes`` raises ``redis.ConnectionError`` or
+``redis.TimeoutError`` and the ingest loop does not acknowledge (backpressure).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from typing import Any, Final, cast
+
+import msgspec
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError, NoScriptError
+
+from gateway.model import Fix, Job, Technician
+from gateway.store import Verdict, _tour_order
+
+# One script call handles at most this many fixes, so Redis is never blocked
+# for more than a few milliseconds by one batch; bigger batches are pipelined.
+SCRIPT_CHUNK: Final = 1000
+
+RECORD_LUA: Final = """
+local prefix = ARGV[1]
+local limit = tonumber(ARGV[2])
+local slack = math.floor(limit / 8)
+local verdicts = {}
+for i = 3, #ARGV, 3 do
+  local dev = prefix .. 'd:{' .. ARGV[i] .. '}:'
+  local hist = dev .. 'h'
+  local ts = ARGV[i + 1]
+  local top = redis.call('ZRANGE', hist, -1, -1, 'WITHSCORES')
+  local verdict = 2
+  if top[2] == nil or tonumber(ts) > tonumber(top[2]) then
+    verdict = 1
+  elseif redis.call('ZCOUNT', hist, ts, ts) > 0 then
+    verdict = 0
+  end
+  if verdict ~= 0 then
+    redis.call('ZADD', hist, ts, ARGV[i + 2])
+    if verdict == 1 then
+      redis.call('SET', dev .. 'l', ARGV[i + 2])
+    end
+    local excess = redis.call('ZCARD', hist) - limit
+    if excess > slack then
+      redis.call('ZREMRANGEBYRANK', hist, 0, excess - 1)
+    end
+  end
+  verdicts[#verdicts + 1] = verdict
+end
+return verdicts
+"""
+_VERDICTS: Final = (Verdict.DUPLICATE, Verdict.NEWEST, Verdict.LATE)
+
+# KEYS: techs, owner, techdevs:{tid}; ARGV: tid, packed technician, device ids...
+PUT_TECHNICIAN_LUA: Final = """
+local tid = ARGV[1]
+local previous = redis.call('HGET', KEYS[1], tid)
+for _, device in ipairs(redis.call('SMEMBERS', KEYS[3])) do
+  if redis.call('HGET', KEYS[2], device) == tid then
+    redis.call('HDEL', KEYS[2], device)
+  end
+end
+redis.call('DEL', KEYS[3])
+for i = 3, #ARGV do
+  redis.call('HSET', KEYS[2], ARGV[i], tid)
+  redis.call('SADD', KEYS[3], ARGV[i])
+end
+redis.call('HSET', KEYS[1], tid, ARGV[2])
+return previous
+"""
+
+# KEYS: jobs, jobtech; ARGV: prefix, job id, packed job, technician id or ''.
+PUT_JOB_LUA: Final = """
+local prefix, job, tid = ARGV[1], ARGV[2], ARGV[4]
+local old = redis.call('HGET', KEYS[2], job)
+if old and old ~= tid then
+  redis.call('SREM', prefix .. 'tour:' .. old, job)
+end
+if tid == '' then
+  redis.call('HDEL', KEYS[2], job)
+else
+  redis.call('HSET', KEYS[2], job, tid)
+  redis.call('SADD', prefix .. 'tour:' .. tid, job)
+end
+redis.call('HSET', KEYS[1], job, ARGV[3])
+"""
+
+# KEYS: tour:{tid}, jobs. HMGET in slices: Lua's unpack has a stack limit.
+JOBS_OF_LUA: Final = """
+local ids = redis.call('SMEMBERS', KEYS[1])
+local out = {}
+for i = 1, #ids, 1000 do
+  local part = redis.call('HMGET', KEYS[2], unpack(ids, i, math.min(i + 999, #ids)))
+  for _, packed in ipairs(part) do
+    if packed then out[#out + 1] = packed end
+  end
+end
+return out
+"""
+
+
+class _Row(msgspec.Struct, array_like=True, omit_defaults=True, gc=False):
+    """A stored fix: ``Fix`` without the device id (it is in the key), as an array."""
+
+    ts: float
+    lat: float
+    lon: float
+    spd: float | None = None
+    hdg: float | None = None
+    acc: float | None = None
+    alt: float | None = None
+    bat: float | None = None
+    seq: int | None = None
+    sent: float | None = None
+
+
+_ENCODER: Final = msgspec.msgpack.Encoder()
+_ROW: Final = msgspec.msgpack.Decoder(_Row)
+_TECHNICIAN: Final = msgspec.msgpack.Decoder(Technician)
+_JOB: Final = msgspec.msgpack.Decoder(Job)
+
+
+def encode_fix(fix: Fix) -> bytes:
+    # Trailing absent fields are left out of the array (omit_defaults).
+    f = fix
+    return _ENCODER.encode(
+        _Row(f.ts, f.lat, f.lon, f.spd, f.hdg, f.acc, f.alt, f.bat, f.seq, f.sent)
+    )
+
+
+def decode_fix(device_id: str, data: bytes) -> Fix:
+    r = _ROW.decode(data)
+    return Fix(device_id, r.ts, r.lat, r.lon, r.spd, r.hdg, r.acc, r.alt, r.bat, r.seq, r.sent)
+
+
+def _raw(value: object) -> bytes:
+    """A reply value; our clients never decode responses, so it is bytes."""
+    return cast(bytes, value)
+
+
+def redis_client(
+    url: str,
+    *,
+    socket_timeout: float = 2.0,
+    connect_timeout: float = 1.0,
+    health_check_interval: int = 5,
+) -> Redis:
+    """A client that fails fast: the caller's backpressure needs an error, not a wait.
+
+    One retry, only on ``ConnectionError``, so a connection left stale by a
+    Redis restart is replaced transparently; a timeout is never retried, since
+    the command may have run. (If a connection dies after Redis ran a batch
+    but before the reply, the retry answers DUPLICATE for those fixes: they
+    are stored once, only their position events are not sent again.)
+    """
+    return Redis.from_url(
+        url,
+        socket_timeout=socket_timeout,
+        socket_connect_timeout=connect_timeout,
+        health_check_interval=health_check_interval,
+        retry=Retry(NoBackoff(), 1, supported_errors=(ConnectionError,)),
+    )
+
+
+class LuaScript:
+    """A script called by ``EVALSHA``; reloaded when Redis answers NOSCRIPT.
+
+    Redis forgets cached scripts on restart and on ``SCRIPT FLUSH``. A NOSCRIPT
+    reply means the call did not run, so loading and calling again is safe.
+    """
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.sha = hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()
+
+    async def load(self, client: Redis) -> None:
+        await client.script_load(self.source)
+
+    async def __call__(self, client: Redis, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        command = ("EVALSHA", self.sha, len(keys), *keys, *args)
+        try:
+            return await client.execute_command(*command)  # type: ignore[no-untyped-call]
+        except NoScriptError:
+            await self.load(client)
+            return await client.execute_command(*command)  # type: ignore[no-untyped-call]
+
+    async def pipelined(self, client: Redis, calls: Sequence[Sequence[Any]]) -> list[Any]:
+        """Several key-less calls in one round trip; NOSCRIPT-failed ones are redone in order."""
+        async with client.pipeline(transaction=False) as pipe:
+            for args in calls:
+                pipe.execute_command("EVALSHA", self.sha, 0, *args)
+            results: list[Any] = await pipe.execute(raise_on_error=False)
+        for i, result in enumerate(results):
+            if isinstance(result, NoScriptError):
+                results[i] = await self(client, (), calls[i])
+            elif isinstance(result, Exception):
+                raise result
+        return results
+
+
+class RedisStore:
+    """The ``Store`` Protocol on Redis; see the module docstring for the key layout."""
+
+    def __init__(
+        self,
+        client: Redis,
+        *,
+        history_per_device: int = 10_000,
+        key_prefix: str = "ft:",
+        owns_client: bool = False,
+    ) -> None:
+        if history_per_device < 1:
+            raise ValueError("history_per_device must be at least 1")
+        self.client = client
+        self.history_limit = history_per_device
+        self.prefix = key_prefix
+        self._owns_client = owns_client
+        self._record = LuaScript(RECORD_LUA)
+        self._put_technician = LuaScript(PUT_TECHNICIAN_LUA)
+        self._put_job = LuaScript(PUT_JOB_LUA)
+        self._jobs_of = LuaScript(JOBS_OF_LUA)
+
+    @classmethod
+    async def connect(
+        cls, url: str, *, history_per_device: int = 10_000, key_prefix: str = "ft:"
+    ) -> RedisStore:
+        """Open a client for ``url`` (owned and closed by the store) and load the scripts.
+
+        Raises ``redis.ConnectionError`` when Redis cannot be reached.
+        """
+        client = redis_client(url)
+        store = cls(client, history_per_device=history_per_device, key_prefix=key_prefix,
+                    owns_client=True)  # fmt: skip
+        try:
+            for script in (store._record, store._put_technician, store._put_job, store._jobs_of):
+                await script.load(client)
+        except BaseException:
+            await client.aclose()
+            raise
+        return store
+
+    def _key(self, *parts: str) -> str:
+        return self.prefix + ":".join(parts)
+
+    def _device_key(self, device_id: str, kind: str) -> str:
+        return f"{self.prefix}d:{{{device_id}}}:{kind}"
+
+    # -- fixes ------------------------------------------------------------------
+
+    async def record_fixes(self, fixes: Sequence[Fix]) -> list[Verdict]:
+        if not fixes:
+            return []
+        head: list[Any] = [self.prefix, self.history_limit]
+        calls: list[list[Any]] = []
+        for start in range(0, len(fixes), SCRIPT_CHUNK):
+            args = head.copy()
+            for fix in fixes[start : start + SCRIPT_CHUNK]:
+                args += (fix.device_id, repr(float(fix.ts)), encode_fix(fix))
+            calls.append(args)
+        if len(calls) == 1:
+            replies = [await self._record(self.client, (), calls[0])]
+        else:
+            replies = await self._record.pipelined(self.client, calls)
+        return [_VERDICTS[code] for reply in replies for code in reply]
+
+    async def latest(self, device_id: str) -> Fix | None:
+        data = await self.client.get(self._device_key(device_id, "l"))
+        return None if data is None else decode_fix(device_id, _raw(data))
+
+    async def history(
+        self, device_id: str, since: float | None, until: float | None, limit: int
+    ) -> list[Fix]:
+        if limit <= 0:
+            return []
+        rows = await self.client.zrange(
+            self._device_key(device_id, "h"),
+            "-inf" if since is None else repr(float(since)),
+            "+inf" if until is None else repr(float(until)),
+            byscore=True,
+            offset=0,
+            num=limit,
+        )
+        return [decode_fix(device_id, _raw(row)) for row in rows]
+
+    # -- technicians ------------------------------------------------------------
+
+    async def put_technician(self, technician: Technician) -> Technician | None:
+        tid = technician.technician_id
+        keys = (self._key("techs"), self._key("owner"), self._key("techdevs", tid))
+        args = (tid, _ENCODER.encode(technician), *technician.device_ids)
+        previous = await self._put_technician(self.client, keys, args)
+        return None if previous is None else _TECHNICIAN.decode(previous)
+
+    async def get_technician(self, technician_id: str) -> Technician | None:
+        data = await self.client.hget(self._key("techs"), technician_id)
+        return None if data is None else _TECHNICIAN.decode(_raw(data))
+
+    async def list_technicians(self) -> list[Technician]:
+        values = await self.client.hvals(self._key("techs"))
+        return sorted((_TECHNICIAN.decode(_raw(v)) for v in values), key=lambda t: t.technician_id)
+
+    async def technician_of(self, device_id: str) -> str | None:
+        owner = await self.client.hget(self._key("owner"), device_id)
+        return None if owner is None else _raw(owner).decode()
+
+    # -- jobs -------------------------------------------------------------------
+
+    async def put_job(self, job: Job) -> None:
+        keys = (self._key("jobs"), self._key("jobtech"))
+        args = (self.prefix, job.job_id, _ENCODER.encode(job), job.technician_id or "")
+        await self._put_job(self.client, keys, args)
+
+    async def get_job(self, job_id: str) -> Job | None:
+        data = await self.client.hget(self._key("jobs"), job_id)
+        return None if data is None else _JOB.decode(_raw(data))
+
+    async def jobs_of(self, technician_id: str) -> list[Job]:
+        keys = (self._key("tour", technician_id), self._key("jobs"))
+        values = await self._jobs_of(self.client, keys, ())
+        jobs = (_JOB.decode(v) for v in values)
+        return _tour_order(j for j in jobs if j.technician_id == technician_id)
+
+    async def list_jobs(self) -> list[Job]:
+        values = await self.client.hvals(self._key("jobs"))
+        return sorted((_JOB.decode(_raw(v)) for v in values), key=lambda j: j.job_id)
+
+    # -- opaque blobs (learned ETA model snapshot, fences) -----------------------
+
+    async def put_blob(self, name: str, data: bytes) -> None:
+        await self.client.set(self._key("blob", name), data)
+
+    async def get_blob(self, name: str) -> bytes | None:
+        data = await self.client.get(self._key("blob", name))
+        return None if data is None else _raw(data)
+
+    # -- health -----------------------------------------------------------------
+
+    async def ping(self) -> bool:
+        try:
+            return bool(await self.client.ping())
+        except Exception:  # readiness probe: any failure is "not ready"
+            return False
+
+    async def close(self) -> None:
+        if self._owns_client:
+            await self.client.aclose()
