@@ -23,9 +23,10 @@ Rules (defaults in `DetectorConfig`):
   ``cross_max_gap_s`` apart in time (beyond that a straight line says little about
   the path).  Both fixes passed the ``max_accuracy_m`` test by construction.
 * Fences with ``technician_ids`` only apply to those technicians.
-* A fence removed from the index (or no longer applying to the technician) while
-  the device is inside it yields an ``exit`` on the next `detect` or `tick`, so
-  every enter is eventually closed; its ``dwell_s`` is the time spent inside.
+* A fence removed from the index while the device is inside it yields an ``exit``
+  on the next `detect` or `tick` (one that stops applying to the device's
+  technician: on the next `detect`), so every enter is eventually closed; its
+  ``dwell_s`` is the time spent inside.
 
 Transitions of one call come in a fixed order: exits, crosses, enters, dwells,
 each group sorted by fence id.
@@ -184,8 +185,8 @@ def _exits(
     for fid in sorted(prev.inside.keys() - here):
         fence = fences.get(fid)
         if fence is not None and fence.applies_to(technician_id):
-            outside_m = index.distance_outside_m(fid, lat, lon)
-            if outside_m <= cfg.exit_buffer_m(fence) + acc_m:
+            limit = cfg.exit_buffer_m(fence) + acc_m
+            if not index.outside_by_more_than(fid, lat, lon, limit):
                 continue  # hysteresis: not clearly outside yet
         entered = prev.inside[fid]
         out.append(Transition(fid, prev.kinds.get(fid, ""), "exit", ts, ts - entered))

@@ -223,8 +223,9 @@ class FenceIndex:
         candidates -= skip
         segment = None
         hits = []
+        placed = self._placed
         for fid in candidates:
-            p = self._placed[fid]
+            p = placed[fid]
             verdict = _probe_segment(p.probe, lon1, lat1, lon2, lat2)
             if verdict is False or (where is not None and not where(p.fence)):
                 continue
@@ -250,6 +251,23 @@ class FenceIndex:
             return 0.0
         x, y = p.proj.point(lat, lon)
         return float(shapely.distance(p.geom_m, shapely.Point(x, y)))
+
+    def outside_by_more_than(self, fence_id: str, lat: float, lon: float, metres: float) -> bool:
+        """``distance_outside_m(...) > metres``, mostly without GEOS (the detector's exit test).
+
+        The probe bounds the distance: from a point at d from the probe's centre it is
+        at least d - r_out and at most d - r_in (the boundary crosses the ray from the
+        centre between r_in and r_out).  Only when `metres` falls in between is the
+        distance computed.
+        """
+        _, _, _, cx, cy, sx, inner2, outer2 = self._placed[fence_id].probe
+        dx, dy = (lon - cx) * sx, lat - cy
+        d = math.sqrt(dx * dx + dy * dy) * M_PER_DEG
+        if d - math.sqrt(outer2) * M_PER_DEG > metres:
+            return True
+        if inner2 > 0.0 and d - math.sqrt(inner2) * M_PER_DEG <= metres:
+            return False
+        return self.distance_outside_m(fence_id, lat, lon) > metres
 
     def key_count(self) -> int:
         """Number of keys in the table (statistics)."""
@@ -350,10 +368,18 @@ def _probe_segment(probe: Check, lon1: float, lat1: float, lon2: float, lat2: fl
     _, _, _, cx, cy, sx, inner2, outer2 = probe
     x1, y1 = (lon1 - cx) * sx, lat1 - cy
     dx, dy = (lon2 - lon1) * sx, lat2 - lat1
-    length2 = dx * dx + dy * dy
-    t = 0.0 if length2 == 0.0 else min(1.0, max(0.0, -(x1 * dx + y1 * dy) / length2))
-    qx, qy = x1 + t * dx, y1 + t * dy
-    d2 = qx * qx + qy * qy  # squared distance from the probe's centre to the segment
+    # The point of the segment nearest the probe's centre: t in [0, 1] along it.
+    along = -(x1 * dx + y1 * dy)
+    if along <= 0.0:
+        d2 = x1 * x1 + y1 * y1
+    else:
+        length2 = dx * dx + dy * dy
+        if along >= length2:
+            qx, qy = x1 + dx, y1 + dy
+        else:
+            t = along / length2
+            qx, qy = x1 + t * dx, y1 + t * dy
+        d2 = qx * qx + qy * qy
     if d2 >= outer2:
         return False
     return True if d2 <= inner2 else None

@@ -196,6 +196,25 @@ def test_distance_outside_m(north: float, expected: float) -> None:
     assert index.distance_outside_m("a", *offset(north, 0)) == pytest.approx(expected, abs=0.5)
 
 
+@settings(max_examples=300)
+@given(
+    fence=st.sampled_from(CITY),
+    north=st.floats(-600, 600),
+    east=st.floats(-600, 600),
+    metres=st.floats(0, 300),
+)
+def test_outside_by_more_than_agrees_with_the_distance(
+    fence: Fence, north: float, east: float, metres: float
+) -> None:
+    centre = fence.geometry.centroid
+    lat, lon = offset(north, east, (centre.y, centre.x))
+    distance = CITY_INDEX.distance_outside_m(fence.fence_id, lat, lon)
+    if abs(distance - metres) > 1e-6:
+        assert CITY_INDEX.outside_by_more_than(fence.fence_id, lat, lon, metres) is (
+            distance > metres
+        )
+
+
 def test_distance_outside_unknown_fence_is_key_error() -> None:
     with pytest.raises(KeyError):
         CITY_INDEX.distance_outside_m("nope", *offset(0, 0))
