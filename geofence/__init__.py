@@ -6,7 +6,9 @@ answers "which fences contain this point" in about a microsecond, and `detect` t
 device's fixes into enter / exit / dwell / cross transitions with hysteresis.
 """
 
-from geofence.detect import DetectorConfig, Presence, Transition, detect, tick
+# `detect` (the function) is not re-exported: it would shadow the `geofence.detect`
+# module as an attribute of the package.  Import it from geofence.detect.
+from geofence.detect import DetectorConfig, Presence, Transition, tick
 from geofence.errors import FenceError
 from geofence.index import FenceIndex
 from geofence.shapes import Fence, circle_fence, fence_from_geojson, fence_to_geojson
@@ -19,7 +21,6 @@ __all__ = [
     "Presence",
     "Transition",
     "circle_fence",
-    "detect",
     "fence_from_geojson",
     "fence_to_geojson",
     "tick",
