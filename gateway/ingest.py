@@ -137,6 +137,11 @@ class MqttIngest:
         self.connected.set()
         self._served = True
         log.info("subscribed to %s", ", ".join(topics))
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self._outbox(client), name="mqtt-outbox")
+            await self._receive(client)
+
+    async def _receive(self, client: aiomqtt.Client) -> None:
         messages = client.messages
         queue: asyncio.Queue[aiomqtt.Message] = client._queue
         limit = self.settings.ingest_batch
@@ -151,6 +156,18 @@ class MqttIngest:
                     break
             await self._process(client, batch)
 
+    async def _outbox(self, client: aiomqtt.Client) -> None:
+        """Publish events made outside a broker batch (HTTP calls, ticks), oldest first."""
+        outbox, ready = self.gateway.outbox, self.gateway.outbox_ready
+        while True:
+            await ready.wait()
+            while outbox:
+                event = outbox[0]
+                await self._outbound(client, event)
+                _raise_if_cancelling()
+                outbox.popleft()  # only once the broker has it
+            ready.clear()
+
     async def _process(self, client: aiomqtt.Client, batch: Sequence[aiomqtt.Message]) -> None:
         inbound = [
             Inbound(
@@ -162,6 +179,7 @@ class MqttIngest:
         ]
         result = await self.gateway.handle_batch(inbound)
         await self._send(client, result)
+        _raise_if_cancelling()
         for m in batch:
             if m.qos > 0:
                 client._client.ack(m.mid, m.qos)
@@ -188,6 +206,14 @@ class MqttIngest:
     async def _outbound(self, client: aiomqtt.Client, event: Event) -> None:
         topic = self.gateway.topics.outbound(str(event["type"]))
         await client.publish(topic, orjson.dumps(event), qos=1)
+
+
+def _raise_if_cancelling() -> None:
+    """aiomqtt waits through ``asyncio.wait_for``, which on Python 3.11 can swallow a
+    cancellation that lands as the wait completes; honour it here instead of looping on."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 def dead_letter_envelope(dead: DeadLetter) -> bytes:

@@ -123,6 +123,10 @@ class Metrics:
         self.dead_letters = Counter(
             "fieldtrack_dead_letters_total", "Messages republished to the dead-letter topic."
         )
+        self.outbox_dropped = Counter(
+            "fieldtrack_outbox_dropped_total",
+            "Outbound MQTT events dropped while the broker was away too long.",
+        )
         self.sse_dropped = Counter(
             "fieldtrack_sse_dropped_total", "SSE clients dropped for being too slow."
         )
@@ -139,7 +143,7 @@ class Metrics:
     def render(self) -> str:
         metrics: list[Counter | Gauge | Histogram] = [
             self.positions, self.rejected, self.duplicates, self.late, self.events,
-            self.messages, self.ignored, self.dead_letters, self.sse_dropped,
+            self.messages, self.ignored, self.dead_letters, self.sse_dropped, self.outbox_dropped,
             self.pipeline, self.sse_clients, self.broker_connected, *self.extra,
         ]  # fmt: skip
         lines = [line for metric in metrics for line in metric.render()]

@@ -67,15 +67,22 @@ def apply_status(
     if source == "device" and (technician_id is None or job.technician_id != technician_id):
         owner = "no technician" if technician_id is None else f"technician {technician_id!r}"
         raise Rejected("wrong_technician", f"job {job.job_id!r} is not assigned to {owner}")
-    if update.status == job.state:
+    last = job.history[-1] if job.history else None
+    # A state the gateway inferred from a geofence is provisional: the
+    # technician's own word confirms it (recorded) or overrides it.
+    provisional = source == "device" and last is not None and last.source == "geofence"
+    if update.status == job.state and not provisional:
         return StatusOutcome(job, changed=False)
-    last_ts = job.history[-1].ts if job.history else None
-    if last_ts is not None and update.ts < last_ts:
+    if last is not None and update.ts < last.ts and not provisional:
         raise Rejected(
             "stale_status",
-            f"{update.status} at {update.ts:.0f} is older than the job's last change",
+            f"{update.status} at {update.ts:.3f}".rstrip("0").rstrip(".")
+            + " is older than the job's last change",
         )
-    if update.status not in TRANSITIONS[job.state]:
+    allowed = TRANSITIONS[job.state]
+    if provisional and last is not None:
+        allowed = allowed | TRANSITIONS[last.previous] | {last.previous, job.state}
+    if update.status not in allowed:
         raise Rejected("bad_transition", f"{job.state} -> {update.status} is not allowed")
     change = StatusChange(
         ts=update.ts,

@@ -82,7 +82,10 @@ async def serve(
     server = http_server(runtime)
     async with asyncio.TaskGroup() as tg:
         http = tg.create_task(server.serve(), name="http")
-        others = [tg.create_task(runtime.ingest.run(), name="mqtt-ingest")]
+        others = [
+            tg.create_task(runtime.ingest.run(), name="mqtt-ingest"),
+            tg.create_task(runtime.gateway.run_ticks(), name="engine-tick"),
+        ]
         for name, factory in (extra or {}).items():
             others.append(tg.create_task(factory(), name=name))
         if stop is not None:

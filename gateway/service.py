@@ -8,8 +8,10 @@ batch is STYLE §2: decode -> store (dedupe, ordering) -> pure steps -> bus.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -17,6 +19,7 @@ import msgspec
 
 from gateway import codec
 from gateway.bus import MQTT_OUT_TYPES, Bus
+from gateway.engine import Effects, Engine
 from gateway.errors import BadPayload, Rejected
 from gateway.metrics import Metrics
 from gateway.model import Event, Fix, Job, StatusUpdate, Technician, valid_id
@@ -68,19 +71,28 @@ class Gateway:
         metrics: Metrics,
         topics: TopicScheme | None = None,
         clock: Clock = time.time,
+        engine: Engine | None = None,
+        outbox_size: int = 10_000,
     ) -> None:
         self.store = store
         self.bus = bus
         self.metrics = metrics
         self.topics = topics or TopicScheme()
         self.clock = clock
+        self.engine = engine or Engine()
         self._owner: dict[str, str] = {}
+        # Outbound MQTT events made outside a broker batch (HTTP calls, ticks):
+        # the ingest loop publishes them. Bounded; the oldest go first if the
+        # broker is away for long (counted).
+        self.outbox: deque[Event] = deque(maxlen=outbox_size)
+        self.outbox_ready = asyncio.Event()
 
     async def start(self) -> None:
-        """Load the device -> technician directory from the store."""
+        """Load the device -> technician directory and the tours from the store."""
         for technician in await self.store.list_technicians():
             for device_id in technician.device_ids:
                 self._owner[device_id] = technician.technician_id
+        self.engine.load_jobs(await self.store.list_jobs())
 
     def technician_of(self, device_id: str) -> str | None:
         return self._owner.get(device_id)
@@ -91,6 +103,7 @@ class Gateway:
         result = BatchResult()
         now = self.clock()
         fixes: list[Fix] = []
+        stamps: list[float] = []  # each fix's receive time, for the engine's clock
         statuses: list[tuple[Inbound, StatusUpdate]] = []
         for msg in batch:
             route = self.topics.route(msg.topic)
@@ -100,7 +113,8 @@ class Gateway:
             except BadPayload as exc:
                 self.metrics.reject(exc.code)
                 result.dead_letters.append(_dead(route, msg, exc.reason))
-        events, _ = await self._store_fixes(fixes)
+            stamps += [msg.received] * (len(fixes) - len(stamps))
+        events, _ = await self._store_fixes(fixes, stamps)
         for msg, update in statuses:
             try:
                 events.extend(await self._apply_status(update, "device"))
@@ -108,7 +122,7 @@ class Gateway:
                 self.metrics.reject(exc.code)
                 route = self.topics.route(msg.topic)
                 result.dead_letters.append(_dead(route, msg, exc.reason))
-        await self._publish(events)
+        await self._publish(events, outbox=False)
         done = self.clock()
         for msg in batch:
             self.metrics.pipeline.observe(max(0.0, done - msg.received))
@@ -146,13 +160,16 @@ class Gateway:
 
     # -- shared by MQTT and HTTP ------------------------------------------------
 
-    async def _store_fixes(self, fixes: Sequence[Fix]) -> tuple[list[Event], IngestSummary]:
+    async def _store_fixes(
+        self, fixes: Sequence[Fix], received: Sequence[float]
+    ) -> tuple[list[Event], IngestSummary]:
         summary = IngestSummary()
         if not fixes:
             return [], summary
         verdicts = await self.store.record_fixes(fixes)
         events: list[Event] = []
-        for fix, verdict in zip(fixes, verdicts, strict=True):
+        effects = Effects()
+        for fix, verdict, at in zip(fixes, verdicts, received, strict=True):
             if verdict is Verdict.DUPLICATE:
                 summary.duplicates += 1
                 continue
@@ -160,32 +177,58 @@ class Gateway:
             if verdict is Verdict.LATE:
                 summary.late += 1
                 continue
-            events.append(position_event(fix, self._owner.get(fix.device_id)))
+            technician_id = self._owner.get(fix.device_id)
+            events.append(position_event(fix, technician_id))
+            effects.extend(self.engine.on_fix(fix, technician_id, at))
         self.metrics.positions.inc(summary.accepted)
         self.metrics.duplicates.inc(summary.duplicates)
         self.metrics.late.inc(summary.late)
+        events += await self._apply(effects)
         return events, summary
+
+    async def _apply(self, effects: Effects) -> list[Event]:
+        """Store what the engine changed and apply the statuses it inferred."""
+        events = effects.events
+        for job in effects.jobs:
+            await self.store.put_job(job)
+        for update in effects.statuses:
+            try:
+                events += await self._apply_status(update, "geofence")
+            except Rejected as exc:
+                # The technician changed the job meanwhile; their word stands.
+                log.debug("geofence status not applied: %s", exc.reason)
+        return events
 
     async def _apply_status(self, update: StatusUpdate, source: str) -> list[Event]:
         job = await self.store.get_job(update.job_id)
-        technician_id = self._owner.get(update.device_id) if source == "device" else None
+        technician_id = self._owner.get(update.device_id) if source != "api" else None
         outcome = apply_status(job, update, technician_id, source)
         if not outcome.changed:
             self.metrics.ignored.inc(1.0, "repeated_status")
             return []
-        await self.store.put_job(outcome.job)
-        return [status_event(outcome.job, outcome.job.history[-1])]
+        new = outcome.job
+        await self.store.put_job(new)
+        events = [status_event(new, new.history[-1])]
+        events += await self._apply(self.engine.job_changed(new, update.ts))
+        return events
 
-    async def _publish(self, events: list[Event]) -> None:
+    async def _publish(self, events: list[Event], outbox: bool = True) -> None:
+        """To the bus; with ``outbox``, MQTT-out types also wait for the ingest loop."""
         if not events:
             return
         await self.bus.publish(events)
         for event in events:
-            self.metrics.events.inc(1.0, event["type"])
+            kind = event["type"]
+            self.metrics.events.inc(1.0, kind)
+            if outbox and kind in MQTT_OUT_TYPES:
+                if len(self.outbox) == self.outbox.maxlen:
+                    self.metrics.outbox_dropped.inc()
+                self.outbox.append(event)
+                self.outbox_ready.set()
 
     async def ingest_fixes(self, fixes: Sequence[Fix]) -> IngestSummary:
         """HTTP ingestion of fixes the codec has already validated."""
-        events, summary = await self._store_fixes(fixes)
+        events, summary = await self._store_fixes(fixes, [self.clock()] * len(fixes))
         await self._publish(events)
         return summary
 
@@ -195,6 +238,16 @@ class Gateway:
         job = await self.store.get_job(update.job_id)
         assert job is not None  # apply_status raised otherwise
         return job
+
+    async def tick(self) -> None:
+        """Time passing without messages: dwell, overruns, stale devices, ETA refresh."""
+        events = await self._apply(self.engine.tick(self.clock()))
+        await self._publish(events)
+
+    async def run_ticks(self, interval_s: float = 5.0) -> None:
+        while True:
+            await asyncio.sleep(interval_s)
+            await self.tick()
 
     # -- registrations ----------------------------------------------------------
 
@@ -221,7 +274,9 @@ class Gateway:
                 delay_s=existing.delay_s,
             )
         await self.store.put_job(job)
-        return job
+        events = self.engine.job_changed(job, self.clock(), created=existing is None)
+        await self._publish(await self._apply(events))
+        return self.engine.tours.get(job.job_id) or job
 
 
 def _dead(route: Route, msg: Inbound, reason: str) -> DeadLetter:

@@ -1,0 +1,397 @@
+"""The per-worker live engine: geofences, learned speeds, tour ETAs, alerts, notifications.
+
+Synchronous and clock-free like the pure stages it drives (``geofence.detect``,
+``eta.*``): time comes in as arguments. It keeps the state those stages need
+between fixes (inside-sets, stop anchors, trips, alert/notify/re-plan state,
+last published ETAs) and answers each input with an ``Effects``: events to
+publish, jobs whose ETA fields changed, and statuses inferred from geofences
+for the gateway to apply (a technician's own status always wins).
+
+Event time vs wall time: fixes carry device time, which is what ETAs and
+windows are measured in. Between fixes (``tick``) a technician's "now" is
+their last fix time plus the wall time since it was received, so a replayed
+day and a live one behave the same.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import msgspec
+
+from eta.delay import (
+    AlertState,
+    DelayConfig,
+    NotifyState,
+    ReoptCandidate,
+    ReoptState,
+    StopAnchor,
+    customer_notifications,
+    decide,
+    evaluate,
+    near_any_site,
+    reopt_candidate,
+    track_stop,
+)
+from eta.estimate import CLOSED_STATES, JobEta, estimate_tour
+from eta.speeds import SpeedModel
+from eta.trips import Trip, begin_trip, extend_trip, finish_trip
+from gateway.events import (
+    alert_event,
+    eta_event,
+    geofence_event,
+    notification_event,
+    notify_event,
+    reoptimize_event,
+)
+from gateway.model import Event, Fix, Job, StatusUpdate
+from gateway.tours import TourBook, tour_stop
+from geofence.detect import DetectorConfig, Presence, Transition, detect, tick
+from geofence.index import FenceIndex
+from geofence.shapes import Fence, circle_fence
+
+SITE_PREFIX = "job:"
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """``eta_interval_s``: re-estimate a technician's tour at most this often on fixes
+    (a status or job change always re-estimates; FACTS: a tour estimate costs ~40 µs).
+    ``eta_publish_s``: publish an ETA when it moved at least this much (CONTRACT: 60 s).
+    ``site_dwell_s``: time inside a job site that counts as arrival."""
+
+    eta_interval_s: float = 10.0
+    eta_publish_s: float = 60.0
+    site_dwell_s: float = 60.0
+    detector: DetectorConfig = field(default_factory=DetectorConfig)
+    delay: DelayConfig = field(default_factory=DelayConfig)
+
+
+@dataclass
+class DeviceTrack:
+    presence: Presence = field(default_factory=Presence.empty)
+    last: Fix | None = None
+    technician_id: str | None = None
+
+
+@dataclass
+class TechTrack:
+    alerts: AlertState = field(default_factory=AlertState)
+    reopt: ReoptState = field(default_factory=ReoptState)
+    notify: NotifyState = field(default_factory=NotifyState)
+    published: dict[str, tuple[float, str]] = field(default_factory=dict)
+    last_fix: Fix | None = None
+    last_received: float | None = None
+    active_since: float | None = None
+    estimated_at: float | None = None
+    stop: StopAnchor | None = None
+    trip: Trip | None = None
+    etas: list[JobEta] = field(default_factory=list)
+    left_open: set[str] = field(default_factory=set)
+
+
+@dataclass
+class Effects:
+    events: list[Event] = field(default_factory=list)
+    jobs: list[Job] = field(default_factory=list)
+    statuses: list[StatusUpdate] = field(default_factory=list)
+
+    def extend(self, other: Effects) -> None:
+        self.events += other.events
+        self.jobs += other.jobs
+        self.statuses += other.statuses
+
+
+class Engine:
+    def __init__(self, config: EngineConfig | None = None, model: SpeedModel | None = None):
+        self.config = config or EngineConfig()
+        self.model = model or SpeedModel()
+        self.tours = TourBook()
+        self.fences = FenceIndex.build(())
+        self.devices: dict[str, DeviceTrack] = {}
+        self.techs: dict[str, TechTrack] = {}
+        self._sites: dict[str, tuple[float, float, float, str]] = {}
+
+    # -- fences ---------------------------------------------------------------------
+
+    def put_fence(self, fence: Fence) -> None:
+        # Readers hold the old index until this assignment: no pause, no lock.
+        self.fences = self.fences.with_fence(fence)
+
+    def remove_fence(self, fence_id: str) -> bool:
+        if fence_id not in self.fences.fences:
+            return False
+        self.fences = self.fences.without(fence_id)
+        return True
+
+    def _site_fence(self, job: Job) -> None:
+        fence_id = SITE_PREFIX + job.job_id
+        if job.technician_id is None or job.state in CLOSED_STATES:
+            self._sites.pop(job.job_id, None)
+            self.remove_fence(fence_id)
+            return
+        key = (job.site.lat, job.site.lon, job.site.radius_m, job.technician_id)
+        if self._sites.get(job.job_id) == key:
+            return
+        self._sites[job.job_id] = key
+        self.put_fence(
+            circle_fence(
+                fence_id,
+                job.site.lat,
+                job.site.lon,
+                job.site.radius_m,
+                kind="site",
+                dwell_s=self.config.site_dwell_s,
+                technician_ids=frozenset({job.technician_id}),
+            )
+        )
+
+    # -- jobs -------------------------------------------------------------------------
+
+    def load_jobs(self, jobs: list[Job]) -> None:
+        for job in jobs:
+            self.tours.put(job)
+            self._site_fence(job)
+
+    def job_changed(self, job: Job, now: float, created: bool = False) -> Effects:
+        """A job was created, edited or changed state (through the API or a status)."""
+        previous = self.tours.put(job)
+        self._site_fence(job)
+        out = Effects()
+        if job.technician_id is None:
+            return out
+        tech = self._tech(job.technician_id)
+        if previous is not None and previous.state != job.state:
+            out.extend(self._on_state(tech, job, previous, now))
+        if previous is not None and previous.technician_id not in (None, job.technician_id):
+            out.extend(self._estimate(previous.technician_id, now, force=True))
+        if created and job.priority == "urgent":
+            out.extend(self._reoptimize(job.technician_id, now, "urgent_job", (job.job_id,)))
+        out.extend(self._estimate(job.technician_id, now, force=True))
+        return out
+
+    def _on_state(self, tech: TechTrack, job: Job, previous: Job, now: float) -> Effects:
+        out = Effects()
+        assert job.technician_id is not None
+        if job.state == "en_route":
+            tech.active_since = now
+            fix = tech.last_fix
+            tech.trip = begin_trip(fix.lat, fix.lon, fix.ts) if fix is not None else None
+        elif job.state == "on_site" and previous.state in ("planned", "en_route"):
+            out.events.append(notify_event("arrived", job, now))
+            fix = tech.last_fix
+            if tech.trip is not None and fix is not None:
+                finish_trip(self.model, tech.trip, fix.lat, fix.lon, fix.ts)
+            tech.trip = None
+        elif job.state == "done":
+            out.events.append(notify_event("done", job, now))
+        if job.state in CLOSED_STATES and job.job_id in tech.left_open:
+            tech.left_open.discard(job.job_id)
+            out.events.append(_left_site_alert(job, now, cleared=True))
+        if job.state == "cancelled":
+            remaining = tuple(
+                j.job_id for j in self.tours.tour(job.technician_id) if j.state not in CLOSED_STATES
+            )
+            if remaining:
+                out.extend(self._reoptimize(job.technician_id, now, "cancelled", remaining))
+        return out
+
+    # -- fixes ------------------------------------------------------------------------
+
+    def on_fix(self, fix: Fix, technician_id: str | None, received: float) -> Effects:
+        """A device's newest fix (late fixes never reach the engine)."""
+        out = Effects()
+        track = self.devices.get(fix.device_id)
+        if track is None:
+            track = self.devices[fix.device_id] = DeviceTrack()
+        previous = track.last
+        if previous is not None:
+            self.model.observe(previous.lat, previous.lon, previous.ts, fix.lat, fix.lon, fix.ts)
+        track.last, track.technician_id = fix, technician_id
+        presence, transitions = detect(
+            self.fences, track.presence, fix.ts, fix.lat, fix.lon, fix.acc,
+            self.config.detector, technician_id,
+        )  # fmt: skip
+        track.presence = presence
+        out.extend(self._transitions(fix.device_id, technician_id, transitions))
+        if technician_id is None:
+            return out
+        tech = self._tech(technician_id)
+        if tech.last_fix is not None and fix.ts <= tech.last_fix.ts:
+            return out  # another device of the same technician is ahead
+        tech.last_fix, tech.last_received = fix, received
+        tech.stop = track_stop(
+            tech.stop, fix.lat, fix.lon, fix.ts, self.config.delay.long_stop_radius_m
+        )
+        if tech.trip is not None:
+            tech.trip = extend_trip(tech.trip, fix.lat, fix.lon, fix.ts, self.model.config)
+        out.extend(self._estimate(technician_id, fix.ts, force=False))
+        return out
+
+    def _transitions(
+        self, device_id: str, technician_id: str | None, transitions: list[Transition]
+    ) -> Effects:
+        out = Effects()
+        for t in transitions:
+            job_id = t.fence_id[len(SITE_PREFIX) :] if t.fence_id.startswith(SITE_PREFIX) else None
+            out.events.append(
+                geofence_event(
+                    transition=t.transition,
+                    ts=t.ts,
+                    device_id=device_id,
+                    technician_id=technician_id,
+                    geofence_id=t.fence_id,
+                    kind=t.kind,
+                    dwell_s=t.dwell_s,
+                    job_id=job_id,
+                )
+            )
+            if job_id is not None and technician_id is not None:
+                out.extend(self._site_transition(t, job_id, technician_id, device_id))
+        return out
+
+    def _site_transition(
+        self, t: Transition, job_id: str, technician_id: str, device_id: str
+    ) -> Effects:
+        out = Effects()
+        job = self.tours.get(job_id)
+        if job is None or job.technician_id != technician_id:
+            return out
+        tech = self._tech(technician_id)
+        if t.transition == "dwell" and job.state == "en_route":
+            out.statuses.append(StatusUpdate(device_id, t.ts, job_id, "on_site"))
+        elif t.transition == "exit" and job.state in ("on_site", "paused", "resumed"):
+            if job_id not in tech.left_open:
+                tech.left_open.add(job_id)
+                out.events.append(_left_site_alert(job, t.ts, cleared=False, device_id=device_id))
+        elif t.transition == "enter" and job_id in tech.left_open:
+            tech.left_open.discard(job_id)
+            out.events.append(_left_site_alert(job, t.ts, cleared=True, device_id=device_id))
+        return out
+
+    # -- ETAs, alerts, notifications ---------------------------------------------------
+
+    def _estimate(self, technician_id: str, now: float, force: bool) -> Effects:
+        tech = self._tech(technician_id)
+        out = Effects()
+        if (
+            not force
+            and tech.estimated_at is not None
+            and now - tech.estimated_at < self.config.eta_interval_s
+        ):
+            return out
+        tech.estimated_at = now
+        jobs = self.tours.tour(technician_id)
+        stops = [tour_stop(j) for j in jobs]
+        fix = tech.last_fix
+        position = (fix.lat, fix.lon) if fix is not None else None
+        etas = estimate_tour(now, position, stops, self.model) if stops else []
+        tech.etas = etas
+        by_id = {j.job_id: j for j in jobs}
+        for e in etas:
+            out.extend(self._publish_eta(tech, by_id[e.job_id], e, now))
+        cfg = self.config.delay
+        last_fix_ts = fix.ts if fix is not None else tech.active_since
+        stopped_since = tech.stop.since if tech.stop is not None else None
+        near = position is not None and near_any_site(*position, stops, cfg.long_stop_radius_m)
+        tech.alerts, alerts = evaluate(
+            now, technician_id, etas, stops, last_fix_ts, stopped_since, near, tech.alerts, cfg
+        )
+        out.events += [alert_event(a) for a in alerts]
+        candidate = reopt_candidate(alerts, etas)
+        if candidate is not None:
+            out.extend(
+                self._reoptimize(technician_id, now, candidate.reason, candidate.job_ids, candidate)
+            )
+        tech.notify, notes = customer_notifications(
+            now, technician_id, position, etas, stops, tech.notify, cfg
+        )
+        out.events += [notification_event(n, by_id[n.job_id]) for n in notes]
+        return out
+
+    def _publish_eta(self, tech: TechTrack, job: Job, e: JobEta, now: float) -> Effects:
+        out = Effects()
+        last = tech.published.get(job.job_id)
+        if (
+            last is not None
+            and last[1] == job.state
+            and abs(e.eta - last[0]) < (self.config.eta_publish_s)
+        ):
+            return out
+        tech.published[job.job_id] = (e.eta, job.state)
+        out.events.append(eta_event(job, e, now))
+        updated = msgspec.structs.replace(
+            job, eta=round(e.eta, 1), eta_p90=round(e.eta_p90, 1), delay_s=round(e.delay_s, 1)
+        )
+        self.tours.put(updated)
+        out.jobs.append(updated)
+        return out
+
+    def _reoptimize(
+        self,
+        technician_id: str,
+        now: float,
+        reason: str,
+        job_ids: tuple[str, ...],
+        candidate: ReoptCandidate | None = None,
+    ) -> Effects:
+        tech = self._tech(technician_id)
+        if candidate is None:
+            delays = {e.job_id: e.delay_s for e in tech.etas}
+            lateness = max((delays.get(j, 0.0) for j in job_ids), default=0.0)
+            candidate = ReoptCandidate(reason, job_ids, max(0.0, lateness))
+        tech.reopt, request = decide(now, technician_id, candidate, tech.reopt, self.config.delay)
+        return Effects(events=[reoptimize_event(request)] if request is not None else [])
+
+    # -- time passing -----------------------------------------------------------------
+
+    def tick(self, wall_now: float) -> Effects:
+        """Dwell without new fixes, overruns and stale devices: call every few seconds."""
+        out = Effects()
+        for device_id, track in self.devices.items():
+            if not track.presence.inside or track.last is None:
+                continue
+            technician_id = track.technician_id
+            now = self._event_now(technician_id, wall_now, track.last)
+            track.presence, transitions = tick(
+                self.fences, track.presence, now, self.config.detector
+            )
+            out.extend(self._transitions(device_id, technician_id, transitions))
+        for technician_id in self.tours.technicians():
+            tech = self._tech(technician_id)
+            if tech.last_fix is None and tech.active_since is None:
+                continue
+            now = self._event_now(technician_id, wall_now)
+            out.extend(self._estimate(technician_id, now, force=False))
+        return out
+
+    def _event_now(
+        self, technician_id: str | None, wall_now: float, fix: Fix | None = None
+    ) -> float:
+        tech = self.techs.get(technician_id) if technician_id is not None else None
+        if tech is not None and tech.last_fix is not None and tech.last_received is not None:
+            return tech.last_fix.ts + max(0.0, wall_now - tech.last_received)
+        return fix.ts if fix is not None else wall_now
+
+    def _tech(self, technician_id: str) -> TechTrack:
+        tech = self.techs.get(technician_id)
+        if tech is None:
+            tech = self.techs[technician_id] = TechTrack()
+        return tech
+
+
+def _left_site_alert(job: Job, ts: float, cleared: bool, device_id: str | None = None) -> Event:
+    event: Event = {
+        "type": "alert",
+        "alert": "left_site_open_job",
+        "severity": "warning",
+        "ts": ts,
+        "technician_id": job.technician_id,
+        "job_id": job.job_id,
+        "state": job.state,
+    }
+    if device_id is not None:
+        event["device_id"] = device_id
+    if cleared:
+        event["cleared"] = True
+    return event
