@@ -8,32 +8,23 @@ tests build an app around in-memory parts with no process to start.
 from __future__ import annotations
 
 import time
-from importlib import resources
 from urllib.parse import parse_qsl
 
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from dispatcher_feed.auth import COOKIE, SESSION_MAX_AGE_S
 from dispatcher_feed.context import AppContext
+from dispatcher_feed.livemap import MapConfig, static_text
 from dispatcher_feed.routes import ApiError, api
 from dispatcher_feed.schemas import SessionIn
+from dispatcher_feed.tracking import TrackingState, tracking
 from gateway import codec
 from gateway.codec import is_json
 from gateway.errors import BadPayload
 from gateway.model import Fix
-
-PAGE_HEADERS = {
-    "Cache-Control": "no-store",
-    "Referrer-Policy": "no-referrer",
-    "X-Content-Type-Options": "nosniff",
-    "Content-Security-Policy": (
-        "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
-        "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
-    ),
-}
 
 
 def create_app(ctx: AppContext) -> FastAPI:
@@ -44,6 +35,10 @@ def create_app(ctx: AppContext) -> FastAPI:
     )
     app.state.ctx = ctx
     app.include_router(api)
+    # Before _public: the map page's own CSP admits the configured tile server.
+    app.include_router(tracking)
+    app.state.tracking = TrackingState.from_settings(ctx.settings)
+    app.state.map_config = MapConfig.from_settings(ctx.settings)
     _errors(app)
     _public(app, ctx)
     return app
@@ -120,10 +115,6 @@ def _public(app: FastAPI, ctx: AppContext) -> None:
         response.delete_cookie(COOKIE)
         return response
 
-    @app.get("/", include_in_schema=False)
-    async def dispatcher_page() -> HTMLResponse:
-        return HTMLResponse(_static("index.html"), headers=PAGE_HEADERS)
-
     @app.get("/static/{name}", include_in_schema=False)
     async def static(name: str) -> Response:
         types = {".js": "text/javascript", ".css": "text/css"}
@@ -131,7 +122,7 @@ def _public(app: FastAPI, ctx: AppContext) -> None:
         if suffix not in types or "/" in name or name.startswith("."):
             raise ApiError(404, "not_found", "no such file")
         try:
-            body = _static(name)
+            body = static_text(name)
         except FileNotFoundError:
             raise ApiError(404, "not_found", "no such file") from None
         return Response(body, media_type=types[suffix], headers={"Cache-Control": "no-cache"})
@@ -153,7 +144,3 @@ async def _osmand_fix(request: Request, now: float) -> Fix:
                 raise BadPayload("bad_encoding", "body is not an urlencoded form") from None
             params |= dict(form)
     return codec.decode_osmand(params, now)
-
-
-def _static(name: str) -> str:
-    return (resources.files("dispatcher_feed") / "static" / name).read_text(encoding="utf-8")

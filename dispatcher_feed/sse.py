@@ -29,15 +29,24 @@ async def _frames(sub: Subscription, metrics: Metrics) -> AsyncIterator[bytes]:
     yield b"retry: %d\n\n" % RETRY_MS
     queue = sub.queue
     while not sub.overflowed.is_set():
-        item = await queue.get()
-        chunk = [frame(*item)]
-        while len(chunk) < MAX_EVENTS_PER_WRITE:
-            try:
-                chunk.append(frame(*queue.get_nowait()))
-            except asyncio.QueueEmpty:
-                break
+        chunk = [frame(*await queue.get())]
+        chunk += _drain(queue, MAX_EVENTS_PER_WRITE - 1)
         yield b"".join(chunk)
+    # Cut off for falling behind: what was queued is gap-free up to the overflow,
+    # so deliver it and end; the client resumes from the last id it received.
+    while rest := _drain(queue, MAX_EVENTS_PER_WRITE):
+        yield b"".join(rest)
     metrics.sse_dropped.inc()
+
+
+def _drain(queue: asyncio.Queue[tuple[str, str, bytes]], limit: int) -> list[bytes]:
+    out: list[bytes] = []
+    while len(out) < limit:
+        try:
+            out.append(frame(*queue.get_nowait()))
+        except asyncio.QueueEmpty:
+            break
+    return out
 
 
 class ClientCount:

@@ -77,6 +77,19 @@ class Settings:
     public_url: str | None = None
     api_keys: tuple[Secret, ...] = ()
     signing_key: Secret = field(default_factory=lambda: Secret(secrets.token_urlsafe(32)))
+    # Tracking links: tokens signed with signing_key; previous keys still verify (rotation).
+    previous_signing_keys: tuple[Secret, ...] = ()
+    tracking_link_ttl_s: float = 7200.0
+    tracking_max_ttl_s: float = 7 * 86400.0
+    tracking_rate_per_s: float = 1.0
+    tracking_burst: int = 30
+    tracking_tile_url: str = ""
+    tracking_tile_attribution: str = ""
+    map_tile_url: str = "https://tile.openstreetmap.org/{z}/{x}/{y}.png"
+    map_attribution: str = (
+        '&copy; <a href="https://www.openstreetmap.org/copyright">OpenStreetMap</a> contributors'
+    )
+    map_stale_after_s: float = 300.0
     history_per_device: int = 10_000
     replay_buffer: int = 10_000
     sse_queue_size: int = 1_000
@@ -149,7 +162,7 @@ class Settings:
 
 
 def _convert(name: str, raw: Any, type_name: str) -> Any:
-    if name == "api_keys":
+    if name in ("api_keys", "previous_signing_keys"):
         items = raw.split(",") if isinstance(raw, str) else list(raw)
         keys = (k if isinstance(k, Secret) else Secret(k.strip()) for k in items)
         # Drop blanks after stripping: "a, " must not yield an empty key that
