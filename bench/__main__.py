@@ -23,7 +23,9 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def available_cases() -> list[str]:
-    return sorted(m.name for m in pkgutil.iter_modules(bench.cases.__path__) if not m.name.startswith("_"))
+    return sorted(
+        m.name for m in pkgutil.iter_modules(bench.cases.__path__) if not m.name.startswith("_")
+    )
 
 
 def machine_info() -> dict[str, Any]:
@@ -61,7 +63,9 @@ def run_case(name: str, quick: bool) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("cases", nargs="*", help=f"cases to run: {', '.join(available_cases())}")
-    parser.add_argument("--quick", action="store_true", help="smaller sizes (what `make bench` runs)")
+    parser.add_argument(
+        "--quick", action="store_true", help="smaller sizes (what `make bench` runs)"
+    )
     parser.add_argument("--list", action="store_true", help="list the cases and exit")
     args = parser.parse_args(argv)
     if args.list or not args.cases:

@@ -46,11 +46,15 @@ def run(quick: bool) -> dict[str, Any]:
     naive_us = _per_op_us(lambda: _naive(one_json), n)
     return {
         "json_fix_us": round(json_us, 3),
-        "msgpack_fix_us": round(_per_op_us(lambda: codec.decode_positions("d", one_pack, NOW), n), 3),
+        "msgpack_fix_us": round(
+            _per_op_us(lambda: codec.decode_positions("d", one_pack, NOW), n), 3
+        ),
         "json_batch50_us_per_fix": round(
             _per_op_us(lambda: codec.decode_positions("d", batch_json, NOW), n // 50) / 50, 3
         ),
-        "owntracks_us": round(_per_op_us(lambda: codec.decode_owntracks("u:d", owntracks, NOW), n), 3),
+        "owntracks_us": round(
+            _per_op_us(lambda: codec.decode_owntracks("u:d", owntracks, NOW), n), 3
+        ),
         "rejected_fix_us": round(_per_op_us(lambda: codec.decode_positions("d", bad, NOW), n), 3),
         "baseline_stdlib_json_us": round(naive_us, 3),
         "speedup_vs_stdlib": round(naive_us / json_us, 2),

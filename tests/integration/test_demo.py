@@ -36,20 +36,25 @@ async def read_banner(proc: asyncio.subprocess.Process) -> tuple[str, str]:
 async def test_demo_streams_positions_and_exits_cleanly_on_ctrl_c() -> None:
     env = {**os.environ, "FIELDTRACK_LOG_LEVEL": "WARNING"}
     proc = await asyncio.create_subprocess_exec(
-        FIELDTRACK, "demo", "--http", f"127.0.0.1:{free_port()}", "--broker-port", str(free_port()),
-        "--technicians", "20", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=env,
+        FIELDTRACK, "demo", "--http", f"127.0.0.1:{free_port()}",
+        "--broker-port", str(free_port()), "--technicians", "20",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=env,
     )  # fmt: skip
     try:
         url, key = await read_banner(proc)
         async with httpx.AsyncClient(base_url=url, timeout=30) as http:
             async with asyncio.timeout(20):  # the fleet registers itself right after the banner
                 while True:
-                    r = await http.get("/api/v1/technicians", headers={"Authorization": f"Bearer {key}"})
+                    r = await http.get(
+                        "/api/v1/technicians", headers={"Authorization": f"Bearer {key}"}
+                    )
                     assert r.status_code == 200
                     if len(r.json()) == 20:
                         break
                     await asyncio.sleep(0.2)
-            async with http.stream("GET", "/api/v1/feed", headers={"Authorization": f"Bearer {key}"}) as feed:
+            async with http.stream(
+                "GET", "/api/v1/feed", headers={"Authorization": f"Bearer {key}"}
+            ) as feed:
                 async with asyncio.timeout(30):
                     async for event in sse_events(feed):
                         if event.event == "position":

@@ -34,18 +34,29 @@ async def test_technician_filter_and_resume(broker: Mosquitto, prefix: str) -> N
         gateway = runtime.gateway
         async with httpx.AsyncClient(base_url=settings.base_url, headers=AUTH, timeout=10) as http:
             for tech, dev in (("t-a", "dev-a"), ("t-b", "dev-b")):
-                r = await http.put(f"/api/v1/technicians/{tech}", json={"name": tech, "device_ids": [dev]})
+                r = await http.put(
+                    f"/api/v1/technicians/{tech}", json={"name": tech, "device_ids": [dev]}
+                )
                 assert r.status_code == 200
             async with http.stream("GET", "/api/v1/feed", params={"technician_id": "t-a"}) as feed:
-                await gateway.ingest_fixes([Fix("dev-b", now, 60.1, 24.9), Fix("dev-a", now, 60.2, 24.8)])
+                await gateway.ingest_fixes(
+                    [Fix("dev-b", now, 60.1, 24.9), Fix("dev-a", now, 60.2, 24.8)]
+                )
                 await gateway.ingest_fixes([Fix("dev-a", now + 1, 60.3, 24.7)])
                 first = await collect(feed, 2)
-            assert [(e.data["device_id"], e.data["lat"]) for e in first] == [("dev-a", 60.2), ("dev-a", 60.3)]
+            assert [(e.data["device_id"], e.data["lat"]) for e in first] == [
+                ("dev-a", 60.2),
+                ("dev-a", 60.3),
+            ]
             # Events published while disconnected are replayed after the last id seen.
-            await gateway.ingest_fixes([Fix("dev-a", now + 2, 60.4, 24.6), Fix("dev-b", now + 2, 60.0, 24.0)])
+            await gateway.ingest_fixes(
+                [Fix("dev-a", now + 2, 60.4, 24.6), Fix("dev-b", now + 2, 60.0, 24.0)]
+            )
             await gateway.ingest_fixes([Fix("dev-a", now + 3, 60.5, 24.5)])
             headers = {"Last-Event-ID": str(first[0].id)}
-            async with http.stream("GET", "/api/v1/feed", params={"technician_id": "t-a"}, headers=headers) as feed:
+            async with http.stream(
+                "GET", "/api/v1/feed", params={"technician_id": "t-a"}, headers=headers
+            ) as feed:
                 resumed = await collect(feed, 3)
     assert [e.data["lat"] for e in resumed] == [60.3, 60.4, 60.5]
     assert resumed[0].id == first[1].id
@@ -73,18 +84,24 @@ async def test_feed_requires_key_and_counts_clients(broker: Mosquitto, prefix: s
                 await asyncio.sleep(0.02)
 
 
-async def test_overflowing_client_is_cut_off_and_pipeline_goes_on(broker: Mosquitto, prefix: str) -> None:
+async def test_overflowing_client_is_cut_off_and_pipeline_goes_on(
+    broker: Mosquitto, prefix: str
+) -> None:
     settings = gateway_settings(broker.url, prefix, sse_queue_size=5)
     now = time.time()
-    async with running_gateway(settings) as runtime:
-        async with httpx.AsyncClient(base_url=settings.base_url, headers=AUTH, timeout=10) as http:
-            async with http.stream("GET", "/api/v1/feed") as feed:
-                # 100 events in two calls overflow a 5-slot queue before the client reads.
-                await runtime.gateway.ingest_fixes([Fix("dev-x", now + i, 60.1, 24.9) for i in range(50)])
-                await runtime.gateway.ingest_fixes(
-                    [Fix(f"dev-{i}", now, 60.1, 24.9) for i in range(50)]
-                )
-                events = await collect(feed, 100, timeout=5)
+    async with (
+        running_gateway(settings) as runtime,
+        httpx.AsyncClient(base_url=settings.base_url, headers=AUTH, timeout=10) as http,
+    ):
+        async with http.stream("GET", "/api/v1/feed") as feed:
+            # 100 events in two calls overflow a 5-slot queue before the client reads.
+            await runtime.gateway.ingest_fixes(
+                [Fix("dev-x", now + i, 60.1, 24.9) for i in range(50)]
+            )
+            await runtime.gateway.ingest_fixes(
+                [Fix(f"dev-{i}", now, 60.1, 24.9) for i in range(50)]
+            )
+            events = await collect(feed, 100, timeout=5)
         assert len(events) < 51  # cut off, not blocked
         assert runtime.metrics.sse_dropped.get() == 1
         assert runtime.metrics.positions.get() == 100

@@ -11,7 +11,7 @@ import httpx
 import msgpack
 import pytest
 
-from tests.support.gateway import API_KEY, running_gateway, gateway_settings
+from tests.support.gateway import API_KEY, gateway_settings, running_gateway
 from tests.support.procs import Mosquitto, mosquitto
 from tests.support.sse import SseEvent, sse_events
 
@@ -23,7 +23,11 @@ def fix(ts: float, lat: float = 60.17, lon: float = 24.94, **extra: float) -> di
     return {"ts": ts, "lat": lat, "lon": lon, **extra}
 
 
-async def publish(url_port: int, *messages: tuple[str, bytes], protocol: aiomqtt.ProtocolVersion = aiomqtt.ProtocolVersion.V5) -> None:
+async def publish(
+    url_port: int,
+    *messages: tuple[str, bytes],
+    protocol: aiomqtt.ProtocolVersion = aiomqtt.ProtocolVersion.V5,
+) -> None:
     async with aiomqtt.Client("127.0.0.1", url_port, protocol=protocol) as client:
         for topic, payload in messages:
             await client.publish(topic, payload, qos=1)
@@ -37,7 +41,9 @@ async def history(base: str, device: str) -> list[dict[str, float]]:
         return result
 
 
-async def wait_history(base: str, device: str, n: int, timeout: float = 10.0) -> list[dict[str, float]]:
+async def wait_history(
+    base: str, device: str, n: int, timeout: float = 10.0
+) -> list[dict[str, float]]:
     async with asyncio.timeout(timeout):
         while True:
             got = await history(base, device)
@@ -52,10 +58,14 @@ async def test_fix_reaches_feed_and_history(broker: Mosquitto, prefix: str) -> N
     async with running_gateway(settings):
         base = settings.base_url
         async with httpx.AsyncClient(base_url=base, headers=AUTH, timeout=10) as http:
-            await http.put("/api/v1/technicians/tech-1", json={"name": "Aino", "device_ids": ["dev-1"]})
+            await http.put(
+                "/api/v1/technicians/tech-1", json={"name": "Aino", "device_ids": ["dev-1"]}
+            )
             async with http.stream("GET", "/api/v1/feed") as feed:
                 assert feed.status_code == 200
-                await publish(broker.port, (f"{prefix}/dev-1/pos", json.dumps(fix(now, spd=3.5)).encode()))
+                await publish(
+                    broker.port, (f"{prefix}/dev-1/pos", json.dumps(fix(now, spd=3.5)).encode())
+                )
                 event = await anext_event(sse_events(feed), "position")
         assert event.data["device_id"] == "dev-1"
         assert event.data["technician_id"] == "tech-1"
@@ -73,12 +83,15 @@ async def anext_event(events: object, kind: str, timeout: float = 10.0) -> SseEv
     raise AssertionError("stream ended")
 
 
-async def test_garbage_is_dead_lettered_and_next_message_flows(broker: Mosquitto, prefix: str) -> None:
+async def test_garbage_is_dead_lettered_and_next_message_flows(
+    broker: Mosquitto, prefix: str
+) -> None:
     settings = gateway_settings(broker.url, prefix)
     now = time.time()
-    async with running_gateway(settings) as runtime, aiomqtt.Client(
-        "127.0.0.1", broker.port, protocol=aiomqtt.ProtocolVersion.V5
-    ) as watcher:
+    async with (
+        running_gateway(settings) as runtime,
+        aiomqtt.Client("127.0.0.1", broker.port, protocol=aiomqtt.ProtocolVersion.V5) as watcher,
+    ):
         await watcher.subscribe(f"{prefix}/deadletter/#", qos=1)
         await publish(
             broker.port,
@@ -111,7 +124,10 @@ async def test_messages_published_while_down_are_processed_after_restart(prefix:
         async with running_gateway(settings):
             pass  # creates the persistent session and its subscriptions
         now = time.time()
-        await publish(broker.port, *[(f"{prefix}/dev-3/pos", json.dumps(fix(now + i)).encode()) for i in range(5)])
+        await publish(
+            broker.port,
+            *[(f"{prefix}/dev-3/pos", json.dumps(fix(now + i)).encode()) for i in range(5)],
+        )
         broker.restart()  # the broker too: the session and queue are persistent
         async with running_gateway(settings):
             got = await wait_history(settings.base_url, "dev-3", 5)
@@ -123,8 +139,12 @@ async def test_duplicate_is_counted_once(broker: Mosquitto, prefix: str) -> None
     now = time.time()
     payload = json.dumps(fix(now)).encode()
     async with running_gateway(settings) as runtime:
-        await publish(broker.port, (f"{prefix}/dev-4/pos", payload), (f"{prefix}/dev-4/pos", payload),
-                      (f"{prefix}/dev-4/pos", json.dumps(fix(now + 1)).encode()))
+        await publish(
+            broker.port,
+            (f"{prefix}/dev-4/pos", payload),
+            (f"{prefix}/dev-4/pos", payload),
+            (f"{prefix}/dev-4/pos", json.dumps(fix(now + 1)).encode()),
+        )
         got = await wait_history(settings.base_url, "dev-4", 2)
         async with asyncio.timeout(5):
             while runtime.metrics.duplicates.get() < 1:
@@ -137,12 +157,19 @@ async def test_duplicate_is_counted_once(broker: Mosquitto, prefix: str) -> None
 async def test_mqtt_311_dead_letters_in_a_json_envelope(broker: Mosquitto, prefix: str) -> None:
     settings = gateway_settings(broker.url, prefix, mqtt_protocol="3.1.1")
     v311 = aiomqtt.ProtocolVersion.V311
-    async with running_gateway(settings), aiomqtt.Client("127.0.0.1", broker.port, protocol=v311) as watcher:
+    async with (
+        running_gateway(settings),
+        aiomqtt.Client("127.0.0.1", broker.port, protocol=v311) as watcher,
+    ):
         await watcher.subscribe(f"{prefix}/deadletter/#", qos=1)
-        await publish(broker.port, (f"{prefix}/dev-5/status", b'{"ts": 1, "job": "j", "status": "x"}'), protocol=v311)
+        await publish(
+            broker.port,
+            (f"{prefix}/dev-5/status", b'{"ts": 1, "job": "j", "status": "x"}'),
+            protocol=v311,
+        )
         async with asyncio.timeout(10):
             message = await anext(aiter(watcher.messages))
-    body = json.loads(message.payload)  # type: ignore[arg-type]
+    body = json.loads(message.payload)
     assert body["topic"] == f"{prefix}/dev-5/status"
     assert body["payload"] == '{"ts": 1, "job": "j", "status": "x"}'
     assert body["reason"].startswith("bad_ts")

@@ -29,7 +29,9 @@ def gateway_settings(mqtt_url: str, prefix: str, **changes: object) -> Settings:
 
 
 @contextlib.asynccontextmanager
-async def running_gateway(settings: Settings, wait_connected: bool = True) -> AsyncIterator[Runtime]:
+async def running_gateway(
+    settings: Settings, wait_connected: bool = True
+) -> AsyncIterator[Runtime]:
     runtime = await build_runtime(settings)
     server = http_server(runtime)
     http = asyncio.create_task(server.serve(), name="http")

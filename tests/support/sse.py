@@ -23,7 +23,11 @@ async def sse_events(response: httpx.Response) -> AsyncIterator[SseEvent]:
     async for line in response.aiter_lines():
         if line == "":
             if data_lines:
-                yield SseEvent(fields.get("id"), fields.get("event", "message"), json.loads("\n".join(data_lines)))
+                yield SseEvent(
+                    fields.get("id"),
+                    fields.get("event", "message"),
+                    json.loads("\n".join(data_lines)),
+                )
             fields, data_lines = {}, []
             continue
         if line.startswith(":"):
