@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from dispatcher_feed.auth import COOKIE, SESSION_MAX_AGE_S
 from dispatcher_feed.context import AppContext
+from dispatcher_feed.kpis import kpis
 from dispatcher_feed.livemap import MapConfig, static_text
 from dispatcher_feed.routes import ApiError, api
 from dispatcher_feed.schemas import SessionIn
@@ -35,6 +36,7 @@ def create_app(ctx: AppContext) -> FastAPI:
     )
     app.state.ctx = ctx
     app.include_router(api)
+    app.include_router(kpis)
     # Before _public: the map page's own CSP admits the configured tile server.
     app.include_router(tracking)
     app.state.tracking = TrackingState.from_settings(ctx.settings)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Path, Query, Request, Response
+from fastapi import APIRouter, Body, Depends, Header, HTTPException, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 from sse_starlette import EventSourceResponse
 
@@ -17,6 +17,8 @@ from dispatcher_feed.views import job_view, technician_view
 from gateway import codec
 from gateway.errors import BadPayload
 from gateway.model import Customer, Event, Job, Site, StatusUpdate, Technician, Window
+from geofence.errors import FenceError
+from geofence.shapes import Fence, fence_to_geojson
 
 Ctx = Annotated[AppContext, Depends(context)]
 IdPath = Annotated[str, Path(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
@@ -160,3 +162,44 @@ async def feed(
         ctx.bus, ctx.metrics, ctx.sse_clients, last_event_id or last_id, predicate,
         s.sse_queue_size, s.sse_send_timeout_s, s.sse_ping_s,
     )  # fmt: skip
+
+
+@api.put("/geofences/{geofence_id}")
+async def put_geofence(
+    geofence_id: IdPath, ctx: Ctx, feature: Annotated[dict[str, Any], Body()]
+) -> dict[str, Any]:
+    """A GeoJSON Feature: Polygon, MultiPolygon, Point + ``radius_m``, LineString + ``width_m``;
+    properties ``kind`` (site, depot, zone, restricted), ``dwell_s``, ``technician_ids``."""
+    try:
+        fence = await ctx.gateway.put_fence(geofence_id, feature)
+    except FenceError as exc:
+        raise ApiError(422, "invalid_geofence", exc.reason) from None
+    return fence_view(fence)
+
+
+@api.get("/geofences")
+async def list_geofences(ctx: Ctx) -> list[dict[str, Any]]:
+    """Every fence, job sites included (ids ``job:{job_id}``)."""
+    fences = ctx.gateway.engine.fences.fences
+    return [fence_view(fences[k]) for k in sorted(fences)]
+
+
+@api.get("/geofences/{geofence_id}")
+async def get_geofence(geofence_id: str, ctx: Ctx) -> dict[str, Any]:
+    fence = ctx.gateway.engine.fences.fences.get(geofence_id)
+    if fence is None:
+        raise ApiError(404, "not_found", f"no geofence {geofence_id!r}")
+    return fence_view(fence)
+
+
+@api.delete("/geofences/{geofence_id}")
+async def delete_geofence(geofence_id: str, ctx: Ctx) -> dict[str, Any]:
+    if not await ctx.gateway.delete_fence(geofence_id):
+        raise ApiError(
+            404, "not_found", f"no geofence {geofence_id!r} (job sites go with their job)"
+        )
+    return {"geofence_id": geofence_id, "deleted": True}
+
+
+def fence_view(fence: Fence) -> dict[str, Any]:
+    return {"geofence_id": fence.fence_id, "kind": fence.kind, **fence_to_geojson(fence)}

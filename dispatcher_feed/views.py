@@ -11,6 +11,7 @@ from gateway.store import Store
 
 def job_view(job: Job) -> dict[str, Any]:
     body = job.to_wire()
+    del body["predictions"]  # scored by /api/v1/kpis; noise in a job's view
     body["history"] = [
         {k: v for k, v in change.items() if v is not None} for change in body["history"]
     ]

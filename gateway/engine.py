@@ -51,6 +51,8 @@ from geofence.index import FenceIndex
 from geofence.shapes import Fence, circle_fence
 
 SITE_PREFIX = "job:"
+# ETAs kept per job for the ETA-error KPI (the newest; one per >= 60 s change).
+MAX_PREDICTIONS = 64
 
 
 @dataclass(frozen=True)
@@ -320,8 +322,13 @@ class Engine:
             return out
         tech.published[job.job_id] = (e.eta, job.state)
         out.events.append(eta_event(job, e, now))
+        predictions = (*job.predictions[-(MAX_PREDICTIONS - 1) :], (now, round(e.eta, 1)))
         updated = msgspec.structs.replace(
-            job, eta=round(e.eta, 1), eta_p90=round(e.eta_p90, 1), delay_s=round(e.delay_s, 1)
+            job,
+            eta=round(e.eta, 1),
+            eta_p90=round(e.eta_p90, 1),
+            delay_s=round(e.delay_s, 1),
+            predictions=predictions,
         )
         self.tours.put(updated)
         out.jobs.append(updated)

@@ -116,6 +116,8 @@ class Job(msgspec.Struct, frozen=True):
     eta: float | None = None
     eta_p90: float | None = None
     delay_s: float | None = None
+    # (published at, predicted arrival) of recent ETAs: what the ETA-error KPI scores.
+    predictions: tuple[tuple[float, float], ...] = ()
 
     def to_wire(self) -> dict[str, Any]:
         return msgspec.to_builtins(self)  # type: ignore[no-any-return]

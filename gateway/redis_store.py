@@ -356,6 +356,18 @@ class RedisStore:
 
     # -- opaque blobs (learned ETA model snapshot, fences) -----------------------
 
+    # -- geofences (the GeoJSON as given, one hash field per fence) ----------------
+
+    async def put_fence(self, fence_id: str, feature: bytes) -> None:
+        await self.client.hset(self._key("fences"), fence_id, feature)
+
+    async def delete_fence(self, fence_id: str) -> bool:
+        return bool(await self.client.hdel(self._key("fences"), fence_id))
+
+    async def list_fences(self) -> dict[str, bytes]:
+        raw = await self.client.hgetall(self._key("fences"))
+        return {_raw(k).decode(): _raw(v) for k, v in raw.items()}
+
     async def put_blob(self, name: str, data: bytes) -> None:
         await self.client.set(self._key("blob", name), data)
 

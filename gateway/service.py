@@ -16,16 +16,19 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import msgspec
+import orjson
 
 from gateway import codec
 from gateway.bus import MQTT_OUT_TYPES, Bus
-from gateway.engine import Effects, Engine
+from gateway.engine import SITE_PREFIX, Effects, Engine
 from gateway.errors import BadPayload, Rejected
 from gateway.metrics import Metrics
 from gateway.model import Event, Fix, Job, StatusUpdate, Technician, valid_id
 from gateway.pipeline import apply_status, position_event, status_event
 from gateway.store import Store, Verdict
 from gateway.topics import Route, TopicScheme
+from geofence.errors import FenceError
+from geofence.shapes import Fence, fence_from_geojson
 
 log = logging.getLogger("fieldtrack.gateway")
 Clock = Callable[[], float]
@@ -88,10 +91,15 @@ class Gateway:
         self.outbox_ready = asyncio.Event()
 
     async def start(self) -> None:
-        """Load the device -> technician directory and the tours from the store."""
+        """Load the device -> technician directory, the fences and the tours from the store."""
         for technician in await self.store.list_technicians():
             for device_id in technician.device_ids:
                 self._owner[device_id] = technician.technician_id
+        for fence_id, feature in (await self.store.list_fences()).items():
+            try:
+                self.engine.put_fence(fence_from_geojson(fence_id, orjson.loads(feature)))
+            except (FenceError, orjson.JSONDecodeError) as exc:
+                log.error("stored geofence %s no longer loads: %s", fence_id, exc)
         self.engine.load_jobs(await self.store.list_jobs())
 
     def technician_of(self, device_id: str) -> str | None:
@@ -261,6 +269,21 @@ class Gateway:
         for device_id in technician.device_ids:
             self._owner[device_id] = technician.technician_id
 
+    async def put_fence(self, fence_id: str, feature: object) -> Fence:
+        """Validate (``FenceError`` with the reason), store, and swap into the index."""
+        if fence_id.startswith(SITE_PREFIX):
+            raise FenceError(f"ids starting with {SITE_PREFIX!r} are reserved for job sites")
+        fence = fence_from_geojson(fence_id, feature)
+        await self.store.put_fence(fence_id, orjson.dumps(feature))
+        self.engine.put_fence(fence)
+        return fence
+
+    async def delete_fence(self, fence_id: str) -> bool:
+        if fence_id.startswith(SITE_PREFIX):
+            return False
+        removed = await self.store.delete_fence(fence_id)
+        return self.engine.remove_fence(fence_id) or removed
+
     async def put_job(self, job: Job) -> Job:
         """Create or update a job; its live state and history are kept on update."""
         existing = await self.store.get_job(job.job_id)
@@ -272,6 +295,7 @@ class Gateway:
                 eta=existing.eta,
                 eta_p90=existing.eta_p90,
                 delay_s=existing.delay_s,
+                predictions=existing.predictions,
             )
         await self.store.put_job(job)
         events = self.engine.job_changed(job, self.clock(), created=existing is None)

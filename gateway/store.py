@@ -37,6 +37,9 @@ class Store(Protocol):
     async def get_job(self, job_id: str) -> Job | None: ...
     async def jobs_of(self, technician_id: str) -> list[Job]: ...
     async def list_jobs(self) -> list[Job]: ...
+    async def put_fence(self, fence_id: str, feature: bytes) -> None: ...
+    async def delete_fence(self, fence_id: str) -> bool: ...
+    async def list_fences(self) -> dict[str, bytes]: ...
     async def ping(self) -> bool: ...
     async def close(self) -> None: ...
 
@@ -91,6 +94,7 @@ class MemoryStore:
         self._technicians: dict[str, Technician] = {}
         self._device_owner: dict[str, str] = {}
         self._jobs: dict[str, Job] = {}
+        self._fences: dict[str, bytes] = {}
 
     async def record_fixes(self, fixes: Sequence[Fix]) -> list[Verdict]:
         verdicts = []
@@ -145,6 +149,15 @@ class MemoryStore:
 
     async def list_jobs(self) -> list[Job]:
         return sorted(self._jobs.values(), key=lambda j: j.job_id)
+
+    async def put_fence(self, fence_id: str, feature: bytes) -> None:
+        self._fences[fence_id] = feature
+
+    async def delete_fence(self, fence_id: str) -> bool:
+        return self._fences.pop(fence_id, None) is not None
+
+    async def list_fences(self) -> dict[str, bytes]:
+        return dict(self._fences)
 
     async def ping(self) -> bool:
         return True

@@ -1,0 +1,85 @@
+"""``GET /api/v1/kpis``: the seed's indicators from what the store recorded.
+
+Job records come from each job's status history, ETA predictions from the
+ETAs the gateway published for it, distances from the technicians' stored
+fixes; ``eta.kpi`` does the arithmetic.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query
+
+from dispatcher_feed.context import AppContext, context
+from dispatcher_feed.routes import ApiError, require_key
+from eta.kpi import EtaPrediction, FixRecord, JobRecord, compute_kpis
+from gateway.model import Job
+from gateway.store import Store
+from gateway.tours import arrived_at, pauses
+
+kpis = APIRouter(prefix="/api/v1", dependencies=[Depends(require_key)])
+MAX_FIXES_PER_DEVICE = 10_000
+
+
+def job_record(job: Job) -> JobRecord | None:
+    if job.technician_id is None:
+        return None
+    finished = next((c.ts for c in reversed(job.history) if c.status in ("done", "failed")), None)
+    visits = sum(
+        1 for c in job.history if c.status == "on_site" and c.previous in ("planned", "en_route")
+    )
+    return JobRecord(
+        job_id=job.job_id,
+        technician_id=job.technician_id,
+        state=job.state,
+        window_start=job.window.start if job.window else None,
+        window_end=job.window.end if job.window else None,
+        arrived_at=arrived_at(job),
+        finished_at=finished,
+        paused_s=pauses(job)[0],
+        visits=max(1, visits),
+    )
+
+
+def predictions(job: Job) -> list[EtaPrediction]:
+    arrival = arrived_at(job)
+    if arrival is None:
+        return []
+    return [
+        EtaPrediction(job.job_id, at, eta, arrival) for at, eta in job.predictions if at <= arrival
+    ]
+
+
+async def fix_records(
+    store: Store, since: float | None, until: float | None, technician_id: str | None
+) -> list[FixRecord]:
+    out: list[FixRecord] = []
+    for technician in await store.list_technicians():
+        if technician_id is not None and technician.technician_id != technician_id:
+            continue
+        for device_id in technician.device_ids:
+            for fix in await store.history(device_id, since, until, MAX_FIXES_PER_DEVICE):
+                out.append(FixRecord(technician.technician_id, fix.ts, fix.lat, fix.lon))
+    return out
+
+
+@kpis.get("/kpis")
+async def get_kpis(
+    ctx: Annotated[AppContext, Depends(context)],
+    since: Annotated[float | None, Query(ge=0)] = None,
+    until: Annotated[float | None, Query(ge=0)] = None,
+    technician_id: Annotated[str | None, Query(max_length=64)] = None,
+) -> dict[str, Any]:
+    """Punctuality, SLA compliance, ETA error at T-30/T-10 min, km driven, on-site time,
+    jobs per technician per day and first-visit completion over ``[since, until)``."""
+    if since is not None and until is not None and until <= since:
+        raise ApiError(422, "invalid_request", "until must be after since")
+    jobs = await ctx.store.list_jobs()
+    records = [r for r in map(job_record, jobs) if r is not None]
+    preds = [p for job in jobs for p in predictions(job)]
+    fixes = await fix_records(ctx.store, since, until, technician_id)
+    result = compute_kpis(
+        records, preds, fixes, since=since, until=until, technician_id=technician_id
+    )
+    return {"since": since, "until": until, "technician_id": technician_id, **result}
