@@ -180,13 +180,13 @@ async def put_geofence(
 @api.get("/geofences")
 async def list_geofences(ctx: Ctx) -> list[dict[str, Any]]:
     """Every fence, job sites included (ids ``job:{job_id}``)."""
-    fences = ctx.gateway.engine.fences.fences
+    fences = await ctx.gateway.list_fences()
     return [fence_view(fences[k]) for k in sorted(fences)]
 
 
 @api.get("/geofences/{geofence_id}")
 async def get_geofence(geofence_id: str, ctx: Ctx) -> dict[str, Any]:
-    fence = ctx.gateway.engine.fences.fences.get(geofence_id)
+    fence = (await ctx.gateway.list_fences()).get(geofence_id)
     if fence is None:
         raise ApiError(404, "not_found", f"no geofence {geofence_id!r}")
     return fence_view(fence)

@@ -32,6 +32,13 @@ def _gateway_options(p: argparse.ArgumentParser, demo: bool) -> None:
         p.add_argument("--mqtt-client-id", help="stable id: the broker keeps its session")
         p.add_argument("--mqtt-ca-file", help="CA bundle for mqtts://")
         p.add_argument("--share-group", help="MQTT 5 shared subscription group for several workers")
+        p.add_argument(
+            "--role",
+            choices=["all", "worker", "api"],
+            help="all (default); with --redis: worker = MQTT ingest + engine, api = HTTP only",
+        )
+        p.add_argument("--redis-prefix", help="key prefix in Redis (default ft:)")
+        p.add_argument("--worker-id", help="name of this worker in the engine election")
     p.add_argument("--http", help="host:port of the API and pages (default 127.0.0.1:8080)")
     p.add_argument("--api-key", action="append", dest="api_keys", help="repeatable")
     p.add_argument("--topic-prefix", help="default: fleet")
@@ -63,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
 def settings_from(args: argparse.Namespace, **overrides: Any) -> Settings:
     names = (
         "mqtt", "redis", "mqtt_protocol", "mqtt_client_id", "mqtt_ca_file", "share_group",
+        "role", "redis_prefix", "worker_id",
         "http", "api_keys", "topic_prefix", "public_url", "history_per_device", "log_level",
     )  # fmt: skip
     options = {n: getattr(args, n, None) for n in names}

@@ -136,17 +136,9 @@ class Engine:
         if self._sites.get(job.job_id) == key:
             return
         self._sites[job.job_id] = key
-        self.put_fence(
-            circle_fence(
-                fence_id,
-                job.site.lat,
-                job.site.lon,
-                job.site.radius_m,
-                kind="site",
-                dwell_s=self.config.site_dwell_s,
-                technician_ids=frozenset({job.technician_id}),
-            )
-        )
+        fence = site_fence(job, self.config.site_dwell_s)
+        assert fence is not None
+        self.put_fence(fence)
 
     # -- jobs -------------------------------------------------------------------------
 
@@ -385,6 +377,21 @@ class Engine:
         if tech is None:
             tech = self.techs[technician_id] = TechTrack()
         return tech
+
+
+def site_fence(job: Job, dwell_s: float) -> Fence | None:
+    """The automatic fence of an open, assigned job's site (``job:{job_id}``)."""
+    if job.technician_id is None or job.state in CLOSED_STATES:
+        return None
+    return circle_fence(
+        SITE_PREFIX + job.job_id,
+        job.site.lat,
+        job.site.lon,
+        job.site.radius_m,
+        kind="site",
+        dwell_s=dwell_s,
+        technician_ids=frozenset({job.technician_id}),
+    )
 
 
 def _left_site_alert(job: Job, ts: float, cleared: bool, device_id: str | None = None) -> Event:

@@ -104,3 +104,19 @@ def notification_event(n: Notification, job: Job) -> Event:
 
 def _detail(detail: Mapping[str, float | str]) -> dict[str, float | str]:
     return {k: round(v, 1) if isinstance(v, float) else v for k, v in detail.items()}
+
+
+def job_changed(job: Job, ts: float, created: bool) -> Event:
+    """A job was created or edited through the API (its state changes are ``status``)."""
+    return {
+        "type": "job",
+        "ts": ts,
+        "job_id": job.job_id,
+        "technician_id": job.technician_id,
+        "state": job.state,
+        "created": created,
+    }
+
+
+def fence_changed(geofence_id: str, ts: float, deleted: bool) -> Event:
+    return {"type": "fence", "ts": ts, "geofence_id": geofence_id, "deleted": deleted}

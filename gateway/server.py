@@ -16,8 +16,9 @@ import uvicorn
 
 from dispatcher_feed.app import create_app
 from dispatcher_feed.context import AppContext
-from gateway.bus import MemoryBus
+from gateway.bus import Bus, MemoryBus
 from gateway.ingest import MqttIngest
+from gateway.leader import EngineLeader
 from gateway.metrics import Metrics
 from gateway.service import Gateway
 from gateway.settings import Settings
@@ -31,31 +32,70 @@ log = logging.getLogger("fieldtrack")
 class Runtime:
     settings: Settings
     store: Store
-    bus: MemoryBus
+    bus: Bus
     metrics: Metrics
     gateway: Gateway
     ingest: MqttIngest
     app_context: AppContext
+    leader: EngineLeader | None = None
+
+    def background(self) -> dict[str, Callable[[], Coroutine[Any, Any, Any]]]:
+        """The named tasks this process runs besides HTTP, by role."""
+        role, tasks = self.settings.role, {}
+        if role in ("all", "worker"):
+            tasks["mqtt-ingest"] = self.ingest.run
+        if self.leader is None:
+            tasks["engine-tick"] = self.gateway.run_ticks
+        else:
+            tasks["directory"] = self.gateway.run_directory_refresh
+            if role in ("all", "worker"):
+                tasks["engine-leader"] = self.leader.run
+        return tasks
+
+    async def close(self) -> None:
+        if self.leader is not None:
+            await self.leader.close()
+        await self.bus.close()
+        await self.store.close()
 
 
 async def build_runtime(settings: Settings) -> Runtime:
-    if settings.redis is not None:
-        from gateway.errors import ConfigError
-
-        raise ConfigError("--redis is not available in this build; run without it (memory state)")
-    store = MemoryStore(settings.history_per_device)
-    bus = MemoryBus(settings.replay_buffer)
     metrics = Metrics()
     topics = TopicScheme(settings.topic_prefix, settings.owntracks_prefix, settings.share_group)
-    gateway = Gateway(store, bus, metrics, topics)
+    store: Store
+    bus: Bus
+    leader = None
+    if settings.redis is None:
+        store = MemoryStore(settings.history_per_device)
+        bus = MemoryBus(settings.replay_buffer)
+        gateway = Gateway(store, bus, metrics, topics)
+    else:
+        from gateway.redis_bus import RedisBus
+        from gateway.redis_store import RedisStore, redis_client
+
+        store = await RedisStore.connect(
+            settings.redis,
+            history_per_device=settings.history_per_device,
+            key_prefix=settings.redis_prefix,
+        )
+        bus = RedisBus(
+            settings.redis, replay=settings.replay_buffer, key_prefix=settings.redis_prefix
+        )
+        gateway = Gateway(store, bus, metrics, topics, inline_engine=False)
+        leader = EngineLeader(
+            gateway, redis_client(settings.redis), settings.redis_prefix,
+            worker_id=settings.worker_id,
+        )  # fmt: skip
     await gateway.start()
     ingest = MqttIngest(settings, gateway)
+    serves_mqtt = settings.role in ("all", "worker")
 
     async def ready() -> bool:
-        return ingest.connected.is_set() and await store.ping()
+        broker_ok = ingest.connected.is_set() or not serves_mqtt
+        return broker_ok and await store.ping()
 
     ctx = AppContext(settings, store, bus, metrics, gateway, ready=ready)
-    return Runtime(settings, store, bus, metrics, gateway, ingest, ctx)
+    return Runtime(settings, store, bus, metrics, gateway, ingest, ctx, leader)
 
 
 def http_server(runtime: Runtime) -> uvicorn.Server:
@@ -82,11 +122,8 @@ async def serve(
     server = http_server(runtime)
     async with asyncio.TaskGroup() as tg:
         http = tg.create_task(server.serve(), name="http")
-        others = [
-            tg.create_task(runtime.ingest.run(), name="mqtt-ingest"),
-            tg.create_task(runtime.gateway.run_ticks(), name="engine-tick"),
-        ]
-        for name, factory in (extra or {}).items():
+        others = []
+        for name, factory in {**runtime.background(), **(extra or {})}.items():
             others.append(tg.create_task(factory(), name=name))
         if stop is not None:
 
@@ -100,3 +137,4 @@ async def serve(
         await http
         for task in others:
             task.cancel()
+    await runtime.close()

@@ -9,6 +9,7 @@ batch is STYLE §2: decode -> store (dedupe, ordering) -> pure steps -> bus.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import deque
@@ -20,8 +21,9 @@ import orjson
 
 from gateway import codec
 from gateway.bus import MQTT_OUT_TYPES, Bus
-from gateway.engine import SITE_PREFIX, Effects, Engine
+from gateway.engine import SITE_PREFIX, Effects, Engine, site_fence
 from gateway.errors import BadPayload, Rejected
+from gateway.events import fence_changed, job_changed
 from gateway.metrics import Metrics
 from gateway.model import Event, Fix, Job, StatusUpdate, Technician, valid_id
 from gateway.pipeline import apply_status, position_event, status_event
@@ -76,6 +78,7 @@ class Gateway:
         clock: Clock = time.time,
         engine: Engine | None = None,
         outbox_size: int = 10_000,
+        inline_engine: bool = True,
     ) -> None:
         self.store = store
         self.bus = bus
@@ -83,6 +86,9 @@ class Gateway:
         self.topics = topics or TopicScheme()
         self.clock = clock
         self.engine = engine or Engine()
+        # One process: the engine runs inline on every fix. With Redis and several
+        # workers it runs in the elected leader only, fed from the bus (leader.py).
+        self.inline_engine = inline_engine
         self._owner: dict[str, str] = {}
         # Outbound MQTT events made outside a broker batch (HTTP calls, ticks):
         # the ingest loop publishes them. Bounded; the oldest go first if the
@@ -187,7 +193,8 @@ class Gateway:
                 continue
             technician_id = self._owner.get(fix.device_id)
             events.append(position_event(fix, technician_id))
-            effects.extend(self.engine.on_fix(fix, technician_id, at))
+            if self.inline_engine:
+                effects.extend(self.engine.on_fix(fix, technician_id, at))
         self.metrics.positions.inc(summary.accepted)
         self.metrics.duplicates.inc(summary.duplicates)
         self.metrics.late.inc(summary.late)
@@ -217,7 +224,8 @@ class Gateway:
         new = outcome.job
         await self.store.put_job(new)
         events = [status_event(new, new.history[-1])]
-        events += await self._apply(self.engine.job_changed(new, update.ts))
+        if self.inline_engine:
+            events += await self._apply(self.engine.job_changed(new, update.ts))
         return events
 
     async def _publish(self, events: list[Event], outbox: bool = True) -> None:
@@ -247,6 +255,23 @@ class Gateway:
         assert job is not None  # apply_status raised otherwise
         return job
 
+    async def publish_effects(self, effects: Effects) -> None:
+        """What an engine fed from the bus produced (the leader's path)."""
+        await self._publish(await self._apply(effects))
+
+    async def refresh_directory(self) -> None:
+        """Reload device owners: with several nodes, registrations happen elsewhere."""
+        owners: dict[str, str] = {}
+        for technician in await self.store.list_technicians():
+            for device_id in technician.device_ids:
+                owners[device_id] = technician.technician_id
+        self._owner = owners
+
+    async def run_directory_refresh(self, interval_s: float = 2.0) -> None:
+        while True:
+            await asyncio.sleep(interval_s)
+            await self.refresh_directory()
+
     async def tick(self) -> None:
         """Time passing without messages: dwell, overruns, stale devices, ETA refresh."""
         events = await self._apply(self.engine.tick(self.clock()))
@@ -275,14 +300,32 @@ class Gateway:
             raise FenceError(f"ids starting with {SITE_PREFIX!r} are reserved for job sites")
         fence = fence_from_geojson(fence_id, feature)
         await self.store.put_fence(fence_id, orjson.dumps(feature))
-        self.engine.put_fence(fence)
+        if self.inline_engine:
+            self.engine.put_fence(fence)
+        await self._publish([fence_changed(fence_id, self.clock(), deleted=False)])
         return fence
 
     async def delete_fence(self, fence_id: str) -> bool:
         if fence_id.startswith(SITE_PREFIX):
             return False
         removed = await self.store.delete_fence(fence_id)
-        return self.engine.remove_fence(fence_id) or removed
+        if self.inline_engine:
+            removed = self.engine.remove_fence(fence_id) or removed
+        if removed:
+            await self._publish([fence_changed(fence_id, self.clock(), deleted=True)])
+        return removed
+
+    async def list_fences(self) -> dict[str, Fence]:
+        """User fences as stored, and the job-site fences of open, assigned jobs."""
+        fences: dict[str, Fence] = {}
+        for fence_id, feature in (await self.store.list_fences()).items():
+            with contextlib.suppress(FenceError, orjson.JSONDecodeError):
+                fences[fence_id] = fence_from_geojson(fence_id, orjson.loads(feature))
+        for job in await self.store.list_jobs():
+            site = site_fence(job, self.engine.config.site_dwell_s)
+            if site is not None:
+                fences[site.fence_id] = site
+        return fences
 
     async def put_job(self, job: Job) -> Job:
         """Create or update a job; its live state and history are kept on update."""
@@ -298,9 +341,13 @@ class Gateway:
                 predictions=existing.predictions,
             )
         await self.store.put_job(job)
-        events = self.engine.job_changed(job, self.clock(), created=existing is None)
-        await self._publish(await self._apply(events))
-        return self.engine.tours.get(job.job_id) or job
+        now = self.clock()
+        events = [job_changed(job, now, created=existing is None)]
+        if self.inline_engine:
+            events += await self._apply(self.engine.job_changed(job, now, existing is None))
+            job = self.engine.tours.get(job.job_id) or job
+        await self._publish(events)
+        return job
 
 
 def _dead(route: Route, msg: Inbound, reason: str) -> DeadLetter:

@@ -73,6 +73,10 @@ class Settings:
     topic_prefix: str = "fleet"
     owntracks_prefix: str = "owntracks"
     redis: str | None = None
+    redis_prefix: str = "ft:"
+    # all: ingest + engine + API; worker: ingest + engine (+ health and metrics); api: HTTP only
+    role: str = "all"
+    worker_id: str | None = None
     http: str = "127.0.0.1:8080"
     public_url: str | None = None
     api_keys: tuple[Secret, ...] = ()
@@ -127,6 +131,10 @@ class Settings:
 
     def validate(self) -> None:
         MqttUrl.parse(self.mqtt)
+        if self.role not in ("all", "worker", "api"):
+            raise ConfigError("role must be all, worker or api")
+        if self.role != "all" and self.redis is None:
+            raise ConfigError(f"role {self.role} shares state through Redis: give --redis")
         if self.mqtt_protocol not in ("5", "3.1.1", "auto"):
             raise ConfigError("mqtt_protocol must be 5, 3.1.1 or auto")
         self.http_bind()

@@ -30,24 +30,30 @@ def gateway_settings(mqtt_url: str, prefix: str, **changes: object) -> Settings:
 
 @contextlib.asynccontextmanager
 async def running_gateway(
-    settings: Settings, wait_connected: bool = True
+    settings: Settings, wait_connected: bool = True, background: bool = False
 ) -> AsyncIterator[Runtime]:
+    """uvicorn and the MQTT ingest; with ``background`` every task of the role
+    (engine ticks, or the Redis engine leader and directory refresh)."""
     runtime = await build_runtime(settings)
     server = http_server(runtime)
     http = asyncio.create_task(server.serve(), name="http")
-    ingest = asyncio.create_task(runtime.ingest.run(), name="mqtt-ingest")
+    factories = runtime.background() if background else {"mqtt-ingest": runtime.ingest.run}
+    tasks = [asyncio.create_task(f(), name=name) for name, f in factories.items()]
     try:
         async with asyncio.timeout(10):
             while not server.started:
                 if http.done():
                     http.result()
                 await asyncio.sleep(0.02)
-            if wait_connected:
+            if wait_connected and "mqtt-ingest" in factories:
                 await runtime.ingest.connected.wait()
         yield runtime
     finally:
-        ingest.cancel()
+        for task in tasks:
+            task.cancel()
         server.should_exit = True
-        with contextlib.suppress(asyncio.CancelledError):
-            await ingest
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await http
+        await runtime.close()

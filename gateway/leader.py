@@ -1,0 +1,171 @@
+"""With Redis and several workers: one elected engine, fed from the event stream.
+
+Why not per-device engine state in Redis: Mosquitto's shared subscriptions are
+strict round robin, so consecutive fixes of a device land on different
+workers, and geofence inside-sets, stop anchors, trips and alert state would
+need a Redis read-modify-write per fix. Ingest (decode, dedupe, history, live
+state, position events) is what scales with message rate, and it is
+stateless: the store decides newest/late/duplicate atomically. The engine is
+cheap by comparison (a few µs a fix, one tour estimate per technician per
+10 s), so exactly one worker runs it, chosen by a Redis lease:
+
+* ``SET {prefix}engine:leader <worker> NX PX <lease>``, renewed at a third of
+  the lease by a compare-and-extend script; a worker that cannot renew stops
+  feeding its engine at once.
+* The leader follows the bus from a checkpoint stored in Redis (the id of the
+  last event it finished), so a new leader resumes where the old one stopped:
+  nothing is skipped; events after the last checkpoint may be seen twice.
+* On taking over it rebuilds the engine from the store (tours, fences); the
+  in-memory parts (inside-sets, alert state) start empty, so a device already
+  inside a fence is reported entering it again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from typing import Final
+
+import orjson
+from redis.asyncio import Redis
+
+from gateway.engine import Effects, Engine
+from gateway.model import Event, Fix
+from gateway.service import Gateway
+from geofence.errors import FenceError
+from geofence.shapes import fence_from_geojson
+
+log = logging.getLogger("fieldtrack.leader")
+
+RENEW_LUA: Final = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+"""
+FOLLOWED: Final = frozenset({"position", "status", "job", "fence"})
+CHECKPOINT_EVERY_S: Final = 1.0
+
+
+class EngineLeader:
+    def __init__(
+        self,
+        gateway: Gateway,
+        redis: Redis,
+        key_prefix: str = "ft:",
+        lease_s: float = 10.0,
+        worker_id: str | None = None,
+    ) -> None:
+        self.gateway = gateway
+        self.redis = redis
+        self.worker_id = worker_id or uuid.uuid4().hex[:12]
+        self.lease_ms = int(lease_s * 1000)
+        self.leader_key = f"{key_prefix}engine:leader"
+        self.checkpoint_key = f"{key_prefix}engine:checkpoint"
+        self.is_leader = asyncio.Event()
+
+    async def run(self) -> None:
+        """Campaign forever; while elected, feed the engine and tick it."""
+        while True:
+            won = await self.redis.set(self.leader_key, self.worker_id, nx=True, px=self.lease_ms)
+            if not won:
+                await asyncio.sleep(self.lease_ms / 3000)
+                continue
+            log.info("worker %s is the engine leader", self.worker_id)
+            self.is_leader.set()
+            try:
+                async with asyncio.TaskGroup() as tg:
+                    keep = tg.create_task(self._keep_lease(), name="engine-lease")
+                    work = tg.create_task(self._lead(), name="engine-follow")
+                    await keep  # returns when the lease is lost
+                    work.cancel()
+            finally:
+                self.is_leader.clear()
+            log.warning("worker %s lost the engine lease", self.worker_id)
+
+    async def close(self) -> None:
+        await self.redis.aclose()
+
+    async def _keep_lease(self) -> None:
+        while True:
+            await asyncio.sleep(self.lease_ms / 3000)
+            renewed = await self.redis.eval(
+                RENEW_LUA, 1, self.leader_key, self.worker_id, str(self.lease_ms)
+            )
+            if not renewed:
+                return
+
+    async def _lead(self) -> None:
+        gateway = self.gateway
+        gateway.engine = await fresh_engine(gateway)
+        raw = await self.redis.get(self.checkpoint_key)
+        last_id = raw.decode() if isinstance(raw, bytes) else None
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self._ticks(), name="engine-tick")
+            await self._follow(last_id)
+
+    async def _follow(self, last_id: str | None) -> None:
+        bus, saved_at = self.gateway.bus, time.monotonic()
+        # The leader is one reader that must see everything: a large queue, and
+        # on overflow it resumes from the last event it finished.
+        while True:
+            async with bus.subscribe(last_id, _followed, 100_000) as sub:
+                while not (sub.overflowed.is_set() and sub.queue.empty()):
+                    event_id, _, data = await sub.queue.get()
+                    await self.handle(orjson.loads(data))
+                    last_id = event_id
+                    if time.monotonic() - saved_at >= CHECKPOINT_EVERY_S:
+                        await self.redis.set(self.checkpoint_key, last_id)
+                        saved_at = time.monotonic()
+
+    async def handle(self, event: Event) -> None:
+        gateway, engine = self.gateway, self.gateway.engine
+        kind = event["type"]
+        effects = Effects()
+        if kind == "position":
+            fix = Fix(
+                event["device_id"], event["ts"], event["lat"], event["lon"],
+                spd=event.get("spd"), hdg=event.get("hdg"), acc=event.get("acc"),
+            )  # fmt: skip
+            effects = engine.on_fix(fix, event.get("technician_id"), gateway.clock())
+        elif kind in ("status", "job"):
+            job = await gateway.store.get_job(event["job_id"])
+            if job is not None:
+                created = bool(event.get("created")) and kind == "job"
+                effects = engine.job_changed(job, float(event["ts"]), created)
+        elif kind == "fence":
+            await reload_fence(gateway, engine, event["geofence_id"])
+        await gateway.publish_effects(effects)
+
+    async def _ticks(self, interval_s: float = 5.0) -> None:
+        while True:
+            await asyncio.sleep(interval_s)
+            await self.gateway.tick()
+
+
+def _followed(event: Event) -> bool:
+    return event.get("type") in FOLLOWED
+
+
+async def fresh_engine(gateway: Gateway) -> Engine:
+    engine = Engine(gateway.engine.config, gateway.engine.model)
+    for fence_id, feature in (await gateway.store.list_fences()).items():
+        try:
+            engine.put_fence(fence_from_geojson(fence_id, orjson.loads(feature)))
+        except (FenceError, orjson.JSONDecodeError) as exc:
+            log.error("stored geofence %s no longer loads: %s", fence_id, exc)
+    engine.load_jobs(await gateway.store.list_jobs())
+    return engine
+
+
+async def reload_fence(gateway: Gateway, engine: Engine, fence_id: str) -> None:
+    feature = (await gateway.store.list_fences()).get(fence_id)
+    if feature is None:
+        engine.remove_fence(fence_id)
+        return
+    try:
+        engine.put_fence(fence_from_geojson(fence_id, orjson.loads(feature)))
+    except (FenceError, orjson.JSONDecodeError) as exc:
+        log.error("geofence %s no longer loads: %s", fence_id, exc)
