@@ -44,6 +44,7 @@ def _gateway_options(p: argparse.ArgumentParser, demo: bool) -> None:
     p.add_argument("--topic-prefix", help="default: fleet")
     p.add_argument("--public-url", help="base URL used in links the gateway hands out")
     p.add_argument("--history-per-device", type=int)
+    p.add_argument("--eta-snapshot", help="file keeping the learned ETA model (memory mode)")
     p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
 
 
@@ -72,6 +73,7 @@ def settings_from(args: argparse.Namespace, **overrides: Any) -> Settings:
         "mqtt", "redis", "mqtt_protocol", "mqtt_client_id", "mqtt_ca_file", "share_group",
         "role", "redis_prefix", "worker_id",
         "http", "api_keys", "topic_prefix", "public_url", "history_per_device", "log_level",
+        "eta_snapshot",
     )  # fmt: skip
     options = {n: getattr(args, n, None) for n in names}
     options.update(overrides)

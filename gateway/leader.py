@@ -32,6 +32,7 @@ import orjson
 from redis.asyncio import Redis
 
 from gateway.engine import Effects, Engine
+from gateway.learning import ModelKeeper
 from gateway.model import Event, Fix
 from gateway.service import Gateway
 from geofence.errors import FenceError
@@ -57,8 +58,10 @@ class EngineLeader:
         key_prefix: str = "ft:",
         lease_s: float = 10.0,
         worker_id: str | None = None,
+        keeper: ModelKeeper | None = None,
     ) -> None:
         self.gateway = gateway
+        self.keeper = keeper
         self.redis = redis
         self.worker_id = worker_id or uuid.uuid4().hex[:12]
         self.lease_ms = int(lease_s * 1000)
@@ -104,6 +107,10 @@ class EngineLeader:
         last_id = raw.decode() if isinstance(raw, bytes) else None
         async with asyncio.TaskGroup() as tg:
             tg.create_task(self._ticks(), name="engine-tick")
+            if self.keeper is not None:
+                await self.keeper.load_into(gateway.engine)
+                # Only the leader learns, so only the leader saves the model.
+                tg.create_task(self.keeper.keep(lambda: gateway.engine), name="eta-model")
             await self._follow(last_id)
 
     async def _follow(self, last_id: str | None) -> None:

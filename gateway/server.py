@@ -19,6 +19,7 @@ from dispatcher_feed.context import AppContext
 from gateway.bus import Bus, MemoryBus
 from gateway.ingest import MqttIngest
 from gateway.leader import EngineLeader
+from gateway.learning import ModelKeeper
 from gateway.metrics import Metrics
 from gateway.service import Gateway
 from gateway.settings import Settings
@@ -38,6 +39,7 @@ class Runtime:
     ingest: MqttIngest
     app_context: AppContext
     leader: EngineLeader | None = None
+    keeper: ModelKeeper | None = None
 
     def background(self) -> dict[str, Callable[[], Coroutine[Any, Any, Any]]]:
         """The named tasks this process runs besides HTTP, by role."""
@@ -46,6 +48,9 @@ class Runtime:
             tasks["mqtt-ingest"] = self.ingest.run
         if self.leader is None:
             tasks["engine-tick"] = self.gateway.run_ticks
+            if self.keeper is not None:
+                keeper, gateway = self.keeper, self.gateway
+                tasks["eta-model"] = lambda: keeper.keep(lambda: gateway.engine)
         else:
             tasks["directory"] = self.gateway.run_directory_refresh
             if role in ("all", "worker"):
@@ -64,11 +69,14 @@ async def build_runtime(settings: Settings) -> Runtime:
     topics = TopicScheme(settings.topic_prefix, settings.owntracks_prefix, settings.share_group)
     store: Store
     bus: Bus
-    leader = None
+    leader = keeper = None
     if settings.redis is None:
         store = MemoryStore(settings.history_per_device)
         bus = MemoryBus(settings.replay_buffer)
         gateway = Gateway(store, bus, metrics, topics)
+        if settings.eta_snapshot:
+            keeper = ModelKeeper(path=settings.eta_snapshot)
+            await keeper.load_into(gateway.engine)
     else:
         from gateway.redis_bus import RedisBus
         from gateway.redis_store import RedisStore, redis_client
@@ -84,7 +92,7 @@ async def build_runtime(settings: Settings) -> Runtime:
         gateway = Gateway(store, bus, metrics, topics, inline_engine=False)
         leader = EngineLeader(
             gateway, redis_client(settings.redis), settings.redis_prefix,
-            worker_id=settings.worker_id,
+            worker_id=settings.worker_id, keeper=ModelKeeper(blobs=store),
         )  # fmt: skip
     await gateway.start()
     ingest = MqttIngest(settings, gateway)
@@ -95,7 +103,7 @@ async def build_runtime(settings: Settings) -> Runtime:
         return broker_ok and await store.ping()
 
     ctx = AppContext(settings, store, bus, metrics, gateway, ready=ready)
-    return Runtime(settings, store, bus, metrics, gateway, ingest, ctx, leader)
+    return Runtime(settings, store, bus, metrics, gateway, ingest, ctx, leader, keeper)
 
 
 def http_server(runtime: Runtime) -> uvicorn.Server:

@@ -94,6 +94,8 @@ class Settings:
         '&copy; <a href="https://www.openstreetmap.org/copyright">OpenStreetMap</a> contributors'
     )
     map_stale_after_s: float = 300.0
+    # Memory mode: where the learned ETA model is saved (every minute, on exit).
+    eta_snapshot: str | None = None
     history_per_device: int = 10_000
     replay_buffer: int = 10_000
     sse_queue_size: int = 1_000

@@ -11,6 +11,9 @@ import aiomqtt
 import httpx
 import pytest
 
+from gateway.engine import Engine
+from gateway.learning import ModelKeeper
+from gateway.redis_store import RedisStore
 from tests.support.gateway import API_KEY, gateway_settings, running_gateway
 from tests.support.procs import Mosquitto, RedisServer, free_port, redis_server
 from tests.support.sse import SseEvent, sse_events
@@ -69,3 +72,24 @@ async def test_worker_ingests_leader_runs_engine_api_node_streams(
         assert (enter.data["transition"], enter.data["geofence_id"]) == ("enter", "job:j1")
         r = await http.get("/api/v1/devices/d1/positions")
         assert [p["lat"] for p in r.json()] == [60.19, 60.2, 60.2]
+
+
+async def test_learned_model_survives_a_new_leader(redis: RedisServer, prefix: str) -> None:
+    store = await RedisStore.connect(redis.url, key_prefix=f"{prefix}:")
+    try:
+        taught = Engine()
+        for i in range(40):
+            taught.model.observe(
+                60.1 + i * 5e-4,
+                24.9,
+                1.8e9 + i * 5,
+                60.1 + (i + 1) * 5e-4,
+                24.9,
+                1.8e9 + (i + 1) * 5,
+            )
+        await ModelKeeper(blobs=store).save(taught)
+        successor = Engine()
+        assert await ModelKeeper(blobs=store).load_into(successor) is True
+        assert successor.model.snapshot() == taught.model.snapshot()
+    finally:
+        await store.close()
