@@ -33,7 +33,20 @@ async def wait_http(base_url: str) -> None:
             await asyncio.sleep(0.1)
 
 
-def banner(settings: Settings, key: str, technicians: int) -> str:
+async def first_tracking_link(base_url: str, key: str) -> str | None:
+    """Issue a customer link for the first open job, once the fleet has registered one."""
+    headers = {"Authorization": f"Bearer {key}"}
+    async with httpx.AsyncClient(base_url=base_url, headers=headers, timeout=5.0) as http:
+        while True:
+            jobs = (await http.get("/api/v1/jobs")).json()
+            open_jobs = [j for j in jobs if j["state"] not in ("done", "cancelled", "failed")]
+            if open_jobs:
+                r = await http.post(f"/api/v1/jobs/{open_jobs[0]['job_id']}/tracking-link")
+                return str(r.json()["url"]) if r.status_code == 200 else None
+            await asyncio.sleep(0.2)
+
+
+def banner(settings: Settings, key: str, technicians: int, link: str | None) -> str:
     url = settings.base_url
     return "\n".join(
         [
@@ -44,6 +57,7 @@ def banner(settings: Settings, key: str, technicians: int) -> str:
             f"  broker       {settings.mqtt} (embedded, MQTT 3.1.1)",
             f"  fleet        {technicians} technicians on Helsinki streets "
             "(map data © OpenStreetMap contributors, ODbL)",
+            f"  customer     {link or '(no open job yet)'}",
             f"  try          curl -H 'Authorization: Bearer {key}' {url}/api/v1/technicians",
             "  stop         Ctrl-C",
             "",
@@ -65,8 +79,16 @@ async def demo(settings: Settings, technicians: int, seed: int, duration: float 
         async def fleet() -> None:
             async with asyncio.timeout(30):
                 await wait_http(settings.base_url)
-            print(banner(settings, key, technicians), file=sys.stdout, flush=True)
-            summary = await simulate(sim, stop=stop)
+            run = asyncio.create_task(simulate(sim, stop=stop), name="simulator")
+            link = None
+            try:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(20):
+                        link = await first_tracking_link(settings.base_url, key)
+                print(banner(settings, key, technicians, link), file=sys.stdout, flush=True)
+                summary = await run
+            finally:
+                run.cancel()
             log.info("simulated fleet finished: %d messages", summary.messages)
 
         async def deadline() -> None:

@@ -19,18 +19,20 @@ pytestmark = pytest.mark.integration
 FIELDTRACK = str(Path(sys.executable).with_name("fieldtrack"))
 
 
-async def read_banner(proc: asyncio.subprocess.Process) -> tuple[str, str]:
-    url = key = None
+async def read_banner(proc: asyncio.subprocess.Process) -> tuple[str, str, str]:
+    url = key = link = None
     assert proc.stdout is not None
     async with asyncio.timeout(40):
-        while url is None or key is None:
+        while url is None or key is None or link is None:
             line = (await proc.stdout.readline()).decode()
             assert line, "demo exited before printing its banner"
             if m := re.search(r"dispatcher\s+(http://\S+)/", line):
                 url = m.group(1)
             if m := re.search(r"API key\s+(\S+)", line):
                 key = m.group(1)
-    return url, key
+            if m := re.search(r"customer\s+(\S+)", line):
+                link = m.group(1)
+    return url, key, link
 
 
 async def test_demo_streams_positions_and_exits_cleanly_on_ctrl_c() -> None:
@@ -41,8 +43,10 @@ async def test_demo_streams_positions_and_exits_cleanly_on_ctrl_c() -> None:
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=env,
     )  # fmt: skip
     try:
-        url, key = await read_banner(proc)
+        url, key, link = await read_banner(proc)
         async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+            page = await http.get(link)  # the customer's tracking page
+            assert page.status_code == 200 and "text/html" in page.headers["content-type"]
             async with asyncio.timeout(20):  # the fleet registers itself right after the banner
                 while True:
                     r = await http.get(
