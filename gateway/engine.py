@@ -73,6 +73,7 @@ class EngineConfig:
 class DeviceTrack:
     presence: Presence = field(default_factory=Presence.empty)
     last: Fix | None = None
+    received: float | None = None
     technician_id: str | None = None
 
 
@@ -201,7 +202,7 @@ class Engine:
         previous = track.last
         if previous is not None:
             self.model.observe(previous.lat, previous.lon, previous.ts, fix.lat, fix.lon, fix.ts)
-        track.last, track.technician_id = fix, technician_id
+        track.last, track.received, track.technician_id = fix, received, technician_id
         presence, transitions = detect(
             self.fences, track.presence, fix.ts, fix.lat, fix.lon, fix.acc,
             self.config.detector, technician_id,
@@ -351,7 +352,7 @@ class Engine:
             if not track.presence.inside or track.last is None:
                 continue
             technician_id = track.technician_id
-            now = self._event_now(technician_id, wall_now, track.last)
+            now = self._event_now(technician_id, wall_now, track)
             track.presence, transitions = tick(
                 self.fences, track.presence, now, self.config.detector
             )
@@ -365,12 +366,15 @@ class Engine:
         return out
 
     def _event_now(
-        self, technician_id: str | None, wall_now: float, fix: Fix | None = None
+        self, technician_id: str | None, wall_now: float, track: DeviceTrack | None = None
     ) -> float:
         tech = self.techs.get(technician_id) if technician_id is not None else None
         if tech is not None and tech.last_fix is not None and tech.last_received is not None:
             return tech.last_fix.ts + max(0.0, wall_now - tech.last_received)
-        return fix.ts if fix is not None else wall_now
+        # A device nobody owns keeps its own clock the same way, or its dwells never fire.
+        if track is not None and track.last is not None and track.received is not None:
+            return track.last.ts + max(0.0, wall_now - track.received)
+        return wall_now
 
     def _tech(self, technician_id: str) -> TechTrack:
         tech = self.techs.get(technician_id)
