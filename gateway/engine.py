@@ -51,6 +51,8 @@ from geofence.index import FenceIndex
 from geofence.shapes import Fence, circle_fence
 
 SITE_PREFIX = "job:"
+# Job states in which the delay rules expect fixes from the technician (eta.delay).
+ACTIVE_STATES = frozenset({"en_route", "on_site", "resumed"})
 # ETAs kept per job for the ETA-error KPI (the newest; one per >= 60 s change).
 MAX_PREDICTIONS = 64
 
@@ -168,8 +170,11 @@ class Engine:
     def _on_state(self, tech: TechTrack, job: Job, previous: Job, now: float) -> Effects:
         out = Effects()
         assert job.technician_id is not None
-        if job.state == "en_route":
+        if job.state in ACTIVE_STATES:
+            # Without any fix, the stale rule counts silence from here (a technician may
+            # go straight from planned to on_site, or resume after a pause).
             tech.active_since = now
+        if job.state == "en_route":
             fix = tech.last_fix
             tech.trip = begin_trip(fix.lat, fix.lon, fix.ts) if fix is not None else None
         elif job.state == "on_site" and previous.state in ("planned", "en_route"):
