@@ -45,7 +45,7 @@ from gateway.events import (
     reoptimize_event,
 )
 from gateway.model import Event, Fix, Job, StatusUpdate
-from gateway.tours import TourBook, tour_stop
+from gateway.tours import TourBook, arrived_at, tour_stop
 from geofence.detect import DetectorConfig, Presence, Transition, detect, tick
 from geofence.index import FenceIndex
 from geofence.shapes import Fence, circle_fence
@@ -177,7 +177,9 @@ class Engine:
         if job.state == "en_route":
             fix = tech.last_fix
             tech.trip = begin_trip(fix.lat, fix.lon, fix.ts) if fix is not None else None
-        elif job.state == "on_site" and previous.state in ("planned", "en_route"):
+        elif job.state == "on_site" and arrived_at(previous) is None:
+            # The first arrival, whatever came before (en route, or resumed after a
+            # pause on the way); back to work after a pause on site is not one.
             out.events.append(notify_event("arrived", job, now))
             fix = tech.last_fix
             if tech.trip is not None and fix is not None:
