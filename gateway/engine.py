@@ -155,13 +155,14 @@ class Engine:
         previous = self.tours.put(job)
         self._site_fence(job)
         out = Effects()
+        if previous is not None and previous.technician_id not in (None, job.technician_id):
+            # Taken from a tour (reassigned or unassigned): that tour changes at once too.
+            out.extend(self._estimate(previous.technician_id, now, force=True))
         if job.technician_id is None:
             return out
         tech = self._tech(job.technician_id)
         if previous is not None and previous.state != job.state:
             out.extend(self._on_state(tech, job, previous, now))
-        if previous is not None and previous.technician_id not in (None, job.technician_id):
-            out.extend(self._estimate(previous.technician_id, now, force=True))
         if created and job.priority == "urgent":
             out.extend(self._reoptimize(job.technician_id, now, "urgent_job", (job.job_id,)))
         out.extend(self._estimate(job.technician_id, now, force=True))
