@@ -12,13 +12,21 @@ from collections.abc import Iterable
 from eta.estimate import TourStop
 from gateway.model import Job
 
+# A change back to these after ``on_site`` withdraws the arrival: the technician
+# overriding a geofence-inferred ``on_site`` (pipeline.apply_status) was not there yet.
+_NOT_ARRIVED = frozenset({"planned", "en_route"})
+
 
 def arrived_at(job: Job) -> float | None:
-    """When the technician reached the site for this visit (the first ``on_site`` change)."""
+    """When the technician reached the site for this visit (the first ``on_site`` change
+    not withdrawn since)."""
+    arrived = None
     for change in job.history:
-        if change.status == "on_site":
-            return change.ts
-    return None
+        if change.status == "on_site" and arrived is None:
+            arrived = change.ts
+        elif change.status in _NOT_ARRIVED:
+            arrived = None
+    return arrived
 
 
 def pauses(job: Job) -> tuple[float, float | None]:
