@@ -30,14 +30,22 @@ def arrived_at(job: Job) -> float | None:
 
 
 def pauses(job: Job) -> tuple[float, float | None]:
-    """(seconds paused in finished pauses, start of the current pause or None)."""
-    total, since = 0.0, None
+    """(seconds paused on site in finished pauses, start of the current pause or None).
+
+    Only pauses after the arrival count: they are subtracted from on-site work time,
+    and a break on the way (en_route -> paused -> resumed) is not part of it."""
+    total, since, arrived = 0.0, None, False
     for change in job.history:
         if change.status == "paused":
-            since = change.ts
-        elif since is not None:
+            since = change.ts if arrived else None
+            continue
+        if since is not None:
             total += max(0.0, change.ts - since)
             since = None
+        if change.status == "on_site":
+            arrived = True
+        elif change.status in _NOT_ARRIVED:
+            arrived = False
     return total, since
 
 
