@@ -103,7 +103,11 @@ def notification_event(n: Notification, job: Job) -> Event:
 
 
 def _detail(detail: Mapping[str, float | str]) -> dict[str, float | str]:
-    return {k: round(v, 1) if isinstance(v, float) else v for k, v in detail.items()}
+    # Seconds and metres to 0.1; probabilities to 0.001, as in ``eta_event``.
+    return {
+        k: round(v, 3 if k.endswith("probability") else 1) if isinstance(v, float) else v
+        for k, v in detail.items()
+    }
 
 
 def job_changed(job: Job, ts: float, created: bool) -> Event:
