@@ -1,0 +1,680 @@
+"""The live engine as golden scripts: jobs, fixes and ticks in, the exact events out.
+
+No event loop and no store: a `Rig` feeds ``Engine.job_changed`` / ``on_fix`` / ``tick``
+with explicit times and, like ``Gateway._apply``, applies the statuses the engine infers
+from geofences (``apply_status`` with source ``geofence``). The speed model is frozen --
+it learns nothing and has no spread on travel -- so a leg of d metres takes exactly
+d / 10 s and first-leg ETAs are exact; spreads that come from on-site durations are
+asserted through what they decide (raised or not) and bounds.
+
+Places are metres due north of ``ORIGIN``; times are seconds after ``T``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from math import degrees
+from typing import Any
+
+import msgspec
+import pytest
+
+from eta.delay import DelayConfig
+from eta.geo import EARTH_RADIUS_M, haversine_m
+from eta.speeds import ModelConfig, SpeedModel, SpeedPrior
+from gateway.engine import Effects, Engine, EngineConfig
+from gateway.model import Customer, Event, Fix, Job, Site, StatusUpdate, Window
+from gateway.pipeline import apply_status, status_event
+from geofence.shapes import circle_fence
+
+T = 1_700_000_000.0
+LAT0, LON0 = 60.0, 25.0
+SPEED = 10.0
+
+
+def north(m: float) -> float:
+    return LAT0 + degrees(m / EARTH_RADIUS_M)
+
+
+def frozen_model() -> SpeedModel:
+    """No learning (every pair of fixes is 'too close in time'), no spread, no detour."""
+    prior = SpeedPrior(
+        speed_mps=SPEED, detour_factor=1.0, speed_cv=0.0, mean_cv=0.0, detour_cv=0.0, stop_cv=0.0
+    )
+    return SpeedModel(prior, ModelConfig(min_gap_s=1e12, trip_min_straight_m=1e12))
+
+
+def leg(a_m: float, b_m: float) -> float:
+    """Exact travel time between two places under the frozen model."""
+    return haversine_m(north(a_m), LON0, north(b_m), LON0) / SPEED
+
+
+Brief = tuple[Any, ...]
+
+
+def brief(e: Event) -> Brief:
+    """The part of an event a script pins down; times relative to T."""
+    kind = e["type"]
+    if kind == "eta":
+        return ("eta", e["job_id"], e["state"], round(e["eta"] - T, 1))
+    if kind == "alert":
+        return ("alert", e["alert"], e["job_id"], e.get("cleared", False))
+    if kind == "reoptimize":
+        return ("reoptimize", e["reason"], tuple(e["job_ids"]), e["predicted_lateness_s"])
+    if kind == "notify":
+        return ("notify", e["notification"], e["job_id"])
+    if kind == "geofence":
+        return ("geofence", e["transition"], e["geofence_id"], e.get("dwell_s"))
+    if kind == "status":
+        return ("status", e["job_id"], e["status"], e["source"])
+    raise AssertionError(f"unexpected event {e}")
+
+
+class Rig:
+    """An engine with a frozen model, applying inferred statuses as the gateway does."""
+
+    def __init__(self, config: EngineConfig | None = None) -> None:
+        self.engine = Engine(config, frozen_model())
+        self.owner = {"d1": "t1", "d1b": "t1", "d2": "t2"}
+        self.effects: list[Effects] = []
+        self.inferred: list[StatusUpdate] = []
+
+    def job(
+        self,
+        job_id: str,
+        at_m: float,
+        *,
+        at: float = -100.0,
+        tech: str | None = "t1",
+        seq: int = 0,
+        window: tuple[float, float] | None = (0.0, 7200.0),
+        planned: float = 600.0,
+        priority: str = "normal",
+        radius: float = 100.0,
+    ) -> list[Event]:
+        job = Job(
+            job_id,
+            tech,
+            Site(north(at_m), LON0, radius),
+            Window(T + window[0], T + window[1]) if window else None,
+            planned,
+            seq,
+            Customer(f"Customer {job_id}", f"C-{job_id}"),
+            priority,
+        )
+        existing = self.engine.tours.get(job_id)
+        if existing is not None:
+            job = msgspec.structs.replace(job, state=existing.state, history=existing.history)
+        return self._run(self.engine.job_changed(job, T + at, created=existing is None))
+
+    def status(self, job_id: str, status: str, at: float, device: str = "d1") -> list[Event]:
+        return self._status(StatusUpdate(device, T + at, job_id, status), "device")
+
+    def fix(
+        self,
+        at: float,
+        m: float,
+        device: str = "d1",
+        received: float | None = None,
+        acc: float | None = None,
+    ) -> list[Event]:
+        fix = Fix(device, T + at, north(m), LON0, acc=acc)
+        recv = T + (at if received is None else received)
+        return self._run(self.engine.on_fix(fix, self.owner.get(device), recv))
+
+    def tick(self, wall: float) -> list[Event]:
+        return self._run(self.engine.tick(T + wall))
+
+    def state(self, job_id: str) -> str:
+        job = self.engine.tours.get(job_id)
+        assert job is not None
+        return job.state
+
+    def _status(self, update: StatusUpdate, source: str) -> list[Event]:
+        job = self.engine.tours.get(update.job_id)
+        new = apply_status(job, update, self.owner.get(update.device_id), source).job
+        events = [status_event(new, new.history[-1])]
+        return events + self._run(self.engine.job_changed(new, update.ts))
+
+    def _run(self, effects: Effects) -> list[Event]:
+        self.effects.append(effects)
+        self.inferred += effects.statuses
+        events = list(effects.events)
+        for update in effects.statuses:
+            events += self._status(update, "geofence")
+        return events
+
+
+def briefs(events: list[Event]) -> list[Brief]:
+    return [brief(e) for e in events]
+
+
+def only(events: list[Event], *kinds: str) -> list[Brief]:
+    return [brief(e) for e in events if e["type"] in kinds]
+
+
+# -- job-site arrival ------------------------------------------------------------------
+
+TRIP = leg(0, 3000)  # 300 s to the site 3 km north
+
+
+def test_golden_arrival_by_dwell_in_the_job_site() -> None:
+    rig = Rig()
+    assert rig.job("j1", 3000, window=(0, 3600), planned=1800) == []
+    assert rig.status("j1", "en_route", 10) == [
+        {"type": "status", "ts": T + 10, "job_id": "j1", "technician_id": "t1",
+         "device_id": "d1", "status": "en_route", "previous": "planned", "source": "device"},
+    ]  # fmt: skip
+    assert rig.fix(30, 0) == [
+        {"type": "eta", "ts": T + 30, "job_id": "j1", "technician_id": "t1", "state": "en_route",
+         "eta": T + 330.0, "eta_p10": T + 330.0, "eta_p90": T + 330.0, "delay_s": -3270.0,
+         "late_probability": 0.0, "departure": T + 2130.0},
+        # Within arriving_soon_s (600 s) of the site: told once.
+        {"type": "notify", "notification": "arriving_soon", "ts": T + 30, "job_id": "j1",
+         "technician_id": "t1", "customer": {"name": "Customer j1", "ref": "C-j1"},
+         "eta": T + 330.0, "eta_p90": T + 330.0, "distance_m": 3000.0},
+    ]  # fmt: skip
+    assert pytest.approx(300.0, abs=1e-6) == TRIP
+    # On schedule: the ETA stays within 60 s, so nothing is published.
+    assert rig.fix(100, 700) == []
+    assert rig.fix(200, 1700) == []
+    assert rig.fix(300, 2950) == [
+        {"type": "geofence", "transition": "enter", "ts": T + 300, "device_id": "d1",
+         "technician_id": "t1", "geofence_id": "job:j1", "kind": "site", "job_id": "j1"},
+    ]  # fmt: skip
+    assert rig.fix(330, 3000) == []  # 30 s inside: not yet the 60 s site_dwell_s
+    assert rig.state("j1") == "en_route"
+    arrival = rig.fix(360, 3010)
+    assert rig.inferred == [StatusUpdate("d1", T + 360, "j1", "on_site")]
+    assert arrival == [
+        {"type": "geofence", "transition": "dwell", "ts": T + 360, "device_id": "d1",
+         "technician_id": "t1", "geofence_id": "job:j1", "kind": "site", "dwell_s": 60.0,
+         "job_id": "j1"},
+        {"type": "status", "ts": T + 360, "job_id": "j1", "technician_id": "t1",
+         "device_id": "d1", "status": "on_site", "previous": "en_route", "source": "geofence"},
+        {"type": "notify", "notification": "arrived", "ts": T + 360, "job_id": "j1",
+         "technician_id": "t1", "customer": {"name": "Customer j1", "ref": "C-j1"}},
+        {"type": "eta", "ts": T + 360, "job_id": "j1", "technician_id": "t1", "state": "on_site",
+         "eta": T + 360.0, "eta_p10": T + 360.0, "eta_p90": T + 360.0, "delay_s": -3240.0,
+         "late_probability": 0.0, "departure": T + 2160.0},
+    ]  # fmt: skip
+    # Staying on: no second dwell, no second inference.
+    assert rig.fix(420, 3000) == []
+    assert rig.fix(480, 2990) == []
+    # The technician's own "on_site" confirms (recorded by the pipeline), the engine is quiet.
+    confirm = rig.status("j1", "on_site", 490)
+    assert only(confirm, "status") == [("status", "j1", "on_site", "device")]
+    assert confirm[1:] == []
+    job = rig.engine.tours.get("j1")
+    assert job is not None
+    assert [(c.status, c.source) for c in job.history] == [
+        ("en_route", "device"),
+        ("on_site", "geofence"),
+        ("on_site", "device"),
+    ]
+
+
+def test_updated_job_carries_its_eta_fields_and_predictions() -> None:
+    rig = Rig()
+    rig.job("j1", 3000, window=(0, 3600), planned=1800)
+    rig.status("j1", "en_route", 10)
+    rig.fix(30, 0)
+    (job,) = rig.effects[-1].jobs
+    assert (job.job_id, job.state, job.eta, job.eta_p90, job.delay_s) == (
+        "j1", "en_route", T + 330.0, T + 330.0, -3270.0,
+    )  # fmt: skip
+    assert job.predictions == ((T + 30, T + 330.0),)
+    assert rig.engine.tours.get("j1") == job
+    rig.fix(100, 0)  # stood still 70 s: the ETA moved 70 s
+    (job,) = rig.effects[-1].jobs
+    assert job.predictions == ((T + 30, T + 330.0), (T + 100, T + 400.0))
+
+
+@pytest.mark.parametrize(
+    ("state_steps", "expected"),
+    [
+        # Planned (nobody said en route): the site is a fence, but arrival is not inferred.
+        ([], "planned"),
+        # Already on site by the technician's word: nothing to infer either.
+        ([("en_route", 10), ("on_site", 250)], "on_site"),
+    ],
+)
+def test_no_inference_unless_en_route(state_steps: list[tuple[str, float]], expected: str) -> None:
+    rig = Rig()
+    rig.job("j1", 3000)
+    for status, at in state_steps:
+        rig.status("j1", status, at)
+    events = rig.fix(300, 3000) + rig.fix(400, 3000)
+    assert only(events, "geofence", "status") == [
+        ("geofence", "enter", "job:j1", None),
+        ("geofence", "dwell", "job:j1", 100.0),
+    ]
+    assert rig.inferred == []
+    assert rig.state("j1") == expected
+
+
+def test_another_technicians_job_site_is_no_fence_for_me() -> None:
+    rig = Rig()
+    rig.job("mine", 9000, seq=1)
+    rig.job("theirs", 3000, tech="t2")
+    rig.status("mine", "en_route", 10)
+    rig.status("theirs", "en_route", 10, device="d2")
+    events = rig.fix(300, 3000) + rig.fix(400, 3000) + rig.fix(500, 5000)
+    assert only(events, "geofence", "status") == []
+    assert (rig.state("mine"), rig.state("theirs")) == ("en_route", "en_route")
+    # Its own technician dwelling there does arrive.
+    events = rig.fix(300, 3000, device="d2") + rig.fix(400, 3000, device="d2")
+    assert only(events, "geofence", "status") == [
+        ("geofence", "enter", "job:theirs", None),
+        ("geofence", "dwell", "job:theirs", 100.0),
+        ("status", "theirs", "on_site", "geofence"),
+    ]
+
+
+def test_dwell_without_new_fixes_arrives_on_tick() -> None:
+    """The phone stops reporting once parked: the tick's event time carries the dwell."""
+    rig = Rig()
+    rig.job("j1", 3000)
+    rig.status("j1", "en_route", 10)
+    assert only(rig.fix(300, 3000, received=302), "geofence") == [
+        ("geofence", "enter", "job:j1", None)
+    ]
+    # Event time = 300 + (wall - 302): 59 s inside at wall 361, 60 s at wall 362.
+    assert only(rig.tick(361), "geofence", "status") == []
+    assert only(rig.tick(362), "geofence", "status", "notify") == [
+        ("geofence", "dwell", "job:j1", 60.0),
+        ("status", "j1", "on_site", "geofence"),
+        ("notify", "arrived", "j1"),
+    ]
+    job = rig.engine.tours.get("j1")
+    assert job is not None and job.history[-1].ts == T + 360
+
+
+def test_dwell_of_a_device_without_technician_fires_on_tick() -> None:
+    rig = Rig()
+    rig.engine.put_fence(circle_fence("depot", north(0), LON0, 100, kind="depot", dwell_s=120))
+    assert only(rig.fix(0, 0, device="stray", received=1), "geofence") == [
+        ("geofence", "enter", "depot", None)
+    ]
+    assert rig.tick(120) == []
+    assert rig.tick(121) == [
+        {"type": "geofence", "transition": "dwell", "ts": T + 120, "device_id": "stray",
+         "technician_id": None, "geofence_id": "depot", "kind": "depot", "dwell_s": 120.0},
+    ]  # fmt: skip
+
+
+def test_arrival_after_a_pause_on_the_way_is_announced() -> None:
+    rig = Rig()
+    rig.job("j1", 3000)
+    for status, at in (("en_route", 10), ("paused", 20), ("resumed", 100)):
+        assert only(rig.status("j1", status, at), "notify") == []
+    assert only(rig.status("j1", "on_site", 400), "notify") == [("notify", "arrived", "j1")]
+    assert only(rig.status("j1", "paused", 500) + rig.status("j1", "resumed", 600), "notify") == []
+    assert only(rig.status("j1", "on_site", 610), "notify") == []  # back to work, not arrived
+
+
+# -- leaving an open job ----------------------------------------------------------------
+
+
+def arrived_rig() -> Rig:
+    rig = Rig()
+    rig.job("j1", 3000)
+    rig.status("j1", "en_route", 10)
+    rig.fix(300, 3000)
+    rig.fix(360, 3000)
+    assert rig.state("j1") == "on_site"
+    return rig
+
+
+def test_leaving_an_open_job_alerts_once_and_clears_on_return() -> None:
+    rig = arrived_rig()
+    # 100 m site: exit needs > 20 m beyond the edge (hysteresis), i.e. > 3120 m.
+    assert only(rig.fix(400, 3110), "geofence", "alert") == []
+    left = rig.fix(460, 3300)
+    assert only(left, "geofence", "alert") == [
+        ("geofence", "exit", "job:j1", 160.0),
+        ("alert", "left_site_open_job", "j1", False),
+    ]
+    assert left[1] == {
+        "type": "alert", "alert": "left_site_open_job", "severity": "warning", "ts": T + 460,
+        "technician_id": "t1", "job_id": "j1", "state": "on_site", "device_id": "d1",
+    }  # fmt: skip
+    assert only(rig.fix(520, 3500) + rig.fix(580, 3400), "alert") == []
+    back = rig.fix(640, 3000)
+    assert only(back, "geofence", "alert") == [
+        ("geofence", "enter", "job:j1", None),
+        ("alert", "left_site_open_job", "j1", True),
+    ]
+    assert back[1]["ts"] == T + 640
+    # Leaving again is a new condition; the job's end clears it.
+    assert only(rig.fix(700, 3400), "alert") == [("alert", "left_site_open_job", "j1", False)]
+    done = rig.status("j1", "done", 760)
+    assert only(done, "alert", "notify") == [
+        ("notify", "done", "j1"),
+        ("alert", "left_site_open_job", "j1", True),
+    ]
+    assert done[2]["state"] == "done"
+    assert only(rig.fix(820, 3000) + rig.fix(900, 3400), "alert", "geofence") == []
+
+
+def test_two_devices_leaving_raise_one_alert() -> None:
+    rig = arrived_rig()
+    rig.fix(365, 3000, device="d1b")
+    assert only(rig.fix(460, 3300), "alert") == [("alert", "left_site_open_job", "j1", False)]
+    assert only(rig.fix(470, 3300, device="d1b"), "geofence", "alert") == [
+        ("geofence", "exit", "job:j1", 105.0)
+    ]
+
+
+def test_late_fix_changes_nothing() -> None:
+    rig = Rig()
+    rig.job("j1", 3000)
+    rig.status("j1", "en_route", 10)
+    rig.fix(30, 0)
+    assert only(rig.fix(300, 3000), "geofence") == [("geofence", "enter", "job:j1", None)]
+    # Older than the newest: neither an exit (far outside) nor an ETA.
+    assert rig.fix(250, 8000) == []
+    assert rig.fix(340, 3000) == []
+    # Another device of the same technician that is behind does not move them either.
+    assert rig.fix(320, 8000, device="d1b") == []
+    assert only(rig.fix(360, 3000), "geofence", "status") == [
+        ("geofence", "dwell", "job:j1", 60.0),
+        ("status", "j1", "on_site", "geofence"),
+    ]
+
+
+# -- ETA publication ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fixes", "published"),
+    [
+        # Standing still en route: the ETA drifts 1 s per s; published at >= 60 s.
+        ([30, 50, 80, 90, 100], [330, 390]),
+        ([30, 89, 100], [330, 400]),
+    ],
+)
+def test_eta_published_when_moved_60_s(fixes: list[float], published: list[float]) -> None:
+    rig = Rig()
+    rig.job("j1", 3000)
+    rig.status("j1", "en_route", 10)
+    events = [e for at in fixes for e in rig.fix(at, 0)]
+    assert [round(e["eta"] - T) for e in events if e["type"] == "eta"] == published
+
+
+def test_eta_throttle_holds_back_a_jump_until_the_interval() -> None:
+    rig = Rig()
+    rig.job("j1", 3000)
+    rig.status("j1", "en_route", 10)
+    assert only(rig.fix(30, 0), "eta") == [("eta", "j1", "en_route", 330.0)]
+    assert rig.fix(35, -1000) == []  # 100 s further, but only 5 s after the last estimate
+    assert only(rig.fix(40, -1000), "eta") == [("eta", "j1", "en_route", 440.0)]
+
+
+def test_eta_published_on_a_state_change_even_if_unmoved() -> None:
+    rig = Rig()
+    rig.job("j1", 3000)
+    assert only(rig.fix(30, 0), "eta") == [("eta", "j1", "planned", 330.0)]
+    assert only(rig.status("j1", "en_route", 40), "eta") == [("eta", "j1", "en_route", 340.0)]
+
+
+# -- the cascade: an overrun pushes the rest of the tour --------------------------------
+
+
+def tour_rig(config: EngineConfig | None = None) -> Rig:
+    """t1 on site at j1 (0 m) from T; j2 at 3 km, j3 at 6 km; 600 s each, windows open at T."""
+    rig = Rig(config)
+    rig.job("j1", 0, seq=1, window=(0, 1800))
+    rig.job("j2", 3000, seq=2, window=(0, 1500))
+    rig.job("j3", 6000, seq=3, window=(0, 2700))
+    assert only(rig.fix(-50, 0), "eta", "geofence") == [
+        ("geofence", "enter", "job:j1", None),
+        ("eta", "j1", "planned", -50.0),
+        ("eta", "j2", "planned", 900.0),  # leaves j1 at its planned end, T + 600
+        ("eta", "j3", "planned", 1800.0),
+    ]
+    assert only(rig.status("j1", "on_site", 0), "notify", "eta") == [
+        ("notify", "arrived", "j1"),
+        ("eta", "j1", "on_site", 0.0),
+    ]
+    return rig
+
+
+# (seconds after T of a fix at j1's site, the events it must produce)
+CASCADE: list[tuple[float, list[Brief]]] = [
+    (60, [("geofence", "dwell", "job:j1", 110.0)]),
+    (120, []),
+    (240, []),
+    # j2 due in 600 s: the customer hears once (the technician is still working on j1).
+    (300, [("notify", "arriving_soon", "j2")]),
+    (360, []),
+    (540, []),
+    # Remaining on-site time never drops below 60 s: from here on every later ETA moves.
+    (600, [("eta", "j2", "planned", 960.0), ("eta", "j3", "planned", 1860.0)]),
+    (660, [("eta", "j2", "planned", 1020.0), ("eta", "j3", "planned", 1920.0)]),
+    (720, [("eta", "j2", "planned", 1080.0), ("eta", "j3", "planned", 1980.0)]),
+    # 780 s on site > 600 x 1.2: overrun, and the planner is asked once (nobody late yet).
+    (780, [
+        ("eta", "j2", "planned", 1140.0), ("eta", "j3", "planned", 2040.0),
+        ("alert", "overrun", "j1", False),
+        ("reoptimize", "overrun", ("j1", "j2", "j3"), 0.0),
+    ]),
+    (800, []),  # 20 s later: moved less than 60 s
+    (840, [("eta", "j2", "planned", 1200.0), ("eta", "j3", "planned", 2100.0)]),
+    (1140, [("eta", "j2", "planned", 1500.0), ("eta", "j3", "planned", 2400.0)]),
+    # j2 predicted 60 s past its window: late risk and "delayed", but within the cool-down
+    # and far below the minimum gain: no second request.
+    (1200, [
+        ("eta", "j2", "planned", 1560.0), ("eta", "j3", "planned", 2460.0),
+        ("alert", "late_risk", "j2", False),
+        ("notify", "delayed", "j2"),
+    ]),
+    (1440, [("eta", "j2", "planned", 1800.0), ("eta", "j3", "planned", 2700.0)]),
+    # Then j3 as well (its spread is wider: raised once P(late) >= 0.5).
+    (1500, [
+        ("eta", "j2", "planned", 1860.0), ("eta", "j3", "planned", 2760.0),
+        ("alert", "late_risk", "j3", False),
+        ("notify", "delayed", "j3"),
+    ]),
+    (1560, [("eta", "j2", "planned", 1920.0), ("eta", "j3", "planned", 2820.0)]),
+]  # fmt: skip
+
+
+def test_golden_overrun_cascade() -> None:
+    rig = tour_rig()
+    for at, expected in CASCADE:
+        events = rig.fix(at, 0)
+        assert (at, briefs(events)) == (at, expected)
+        assert all(e["ts"] == T + at for e in events)
+    raised = [e for f in rig.effects for e in f.events if e["type"] == "alert"]
+    alerts = {(e["alert"], e["job_id"]): e for e in raised}
+    assert alerts[("overrun", "j1")] == {
+        "type": "alert", "alert": "overrun", "severity": "warning", "ts": T + 780,
+        "technician_id": "t1", "job_id": "j1", "elapsed_s": 780.0, "planned_duration_s": 600.0,
+        "overrun_s": 180.0,
+    }  # fmt: skip
+    late = alerts[("late_risk", "j2")]
+    assert {k: late[k] for k in ("severity", "eta", "window_end", "delay_s")} == {
+        "severity": "critical", "eta": T + 1560.0, "window_end": T + 1500.0, "delay_s": 60.0,
+    }  # fmt: skip
+    assert 0.9 <= late["late_probability"] <= 1.0
+    assert T + 1560 < late["eta_p90"] < T + 1560 + 60
+    # Done at last: the overrun clears, j2 is now a plain 300 s drive away.
+    done = rig.status("j1", "done", 1600)
+    assert briefs(done) == [
+        ("status", "j1", "done", "device"),
+        ("notify", "done", "j1"),
+        ("alert", "overrun", "j1", True),  # j2's ETA moved 20 s: not published
+    ]
+    cleared = done[-1]
+    assert (cleared["ts"], cleared["elapsed_s"]) == (T + 1600, 780.0)  # the raise's detail
+
+
+def test_late_risk_clears_when_the_prediction_recovers() -> None:
+    rig = tour_rig()
+    for at, _ in CASCADE[:-2]:
+        rig.fix(at, 0)
+    # j1 is done and j2's window is widened: its risk clears, j3 still at risk.
+    rig.status("j1", "done", 1460)
+    events = rig.job("j2", 3000, at=1470, seq=2, window=(0, 3600))
+    assert only(events, "alert") == [("alert", "late_risk", "j2", True)]
+    assert only(rig.fix(1480, 100), "alert") == []
+
+
+# -- stale devices (event time between fixes) --------------------------------------------
+
+
+def stale_rig() -> Rig:
+    rig = Rig()
+    rig.job("j1", 30000)
+    rig.job("j2", 40000, seq=1)
+    rig.status("j1", "en_route", 0)
+    rig.fix(20, 0, received=25)  # arrived 5 s after it was taken
+    return rig
+
+
+@pytest.mark.parametrize(("wall", "stale"), [(624, False), (625, True)])
+def test_stale_device_event_time_is_fix_time_plus_wall_time_since_receipt(
+    wall: float, stale: bool
+) -> None:
+    # Event time = 20 + (wall - 25): 599 s of silence at wall 624, 600 at wall 625.
+    events = only(stale_rig().tick(wall), "alert")
+    assert events == ([("alert", "stale_device", "j1", False)] if stale else [])
+
+
+def test_stale_device_raised_once_with_one_request_and_cleared_by_a_fix() -> None:
+    rig = stale_rig()
+    stale = rig.tick(625)
+    assert only(stale, "alert", "reoptimize") == [
+        ("alert", "stale_device", "j1", False),
+        ("reoptimize", "stale_device", ("j1", "j2"), 0.0),
+    ]
+    alert = next(e for e in stale if e["type"] == "alert")
+    assert alert == {
+        "type": "alert", "alert": "stale_device", "severity": "critical", "ts": T + 620,
+        "technician_id": "t1", "job_id": "j1", "last_fix_ts": T + 20, "silent_s": 600.0,
+    }  # fmt: skip
+    # (Stood still since 20 s: long_stop would come at 920.)
+    assert only(rig.tick(700) + rig.tick(900), "alert", "reoptimize") == []
+    assert only(rig.fix(1000, 500, received=1001), "alert") == [
+        ("alert", "stale_device", "j1", True)
+    ]
+
+
+def test_stale_without_any_fix_counts_from_the_job_going_active() -> None:
+    rig = Rig()
+    rig.job("j1", 3000)
+    rig.status("j1", "on_site", 0)  # straight from planned, and no fix ever
+    assert only(rig.tick(590), "alert") == []
+    assert only(rig.tick(600), "alert") == [("alert", "stale_device", "j1", False)]
+
+
+# -- re-optimisation gating ------------------------------------------------------------
+
+
+def planned_tour() -> Rig:
+    """a, b, c at 3, 6 and 9 km, still planned; the technician stands at 0 m from T."""
+    rig = Rig()
+    rig.job("a", 3000, seq=1, window=(0, 10_000))
+    rig.job("b", 6000, seq=2, window=(0, 10_000))
+    rig.job("c", 9000, seq=3, window=(0, 10_000))
+    assert only(rig.fix(0, 0), "eta") == [
+        ("eta", "a", "planned", 300.0),
+        ("eta", "b", "planned", 1200.0),
+        ("eta", "c", "planned", 2100.0),
+    ]
+    return rig
+
+
+def test_reoptimize_cooldown_and_minimum_gain() -> None:
+    rig = planned_tour()
+    steps: list[tuple[str, float, tuple[float, float], list[Brief]]] = [
+        # (job, when, new window, alerts and requests) -- a job's ETA is now + 300/1200/2100.
+        ("a", 100, (0, 100), [  # 300 s late: the first request goes out
+            ("alert", "late_risk", "a", False),
+            ("reoptimize", "late_risk", ("a",), 300.0),
+        ]),
+        ("b", 200, (0, 900), [  # 500 s late: within the cool-down, gain 200 < 300
+            ("alert", "late_risk", "b", False),
+        ]),
+        ("c", 300, (0, 1700), [  # 700 s late: gain 400 >= 300 breaks the cool-down
+            ("alert", "late_risk", "c", False),
+            ("reoptimize", "late_risk", ("c",), 700.0),
+        ]),
+    ]  # fmt: skip
+    for job_id, at, window, expected in steps:
+        seq = {"a": 1, "b": 2, "c": 3}[job_id]
+        m = 3000.0 * seq
+        events = rig.job(job_id, m, at=at, seq=seq, window=window)
+        assert (job_id, only(events, "alert", "reoptimize")) == (job_id, expected)
+    # 900 s after the last request the cool-down is over: any new risk is sent.
+    events = rig.job("d", 12000, at=1250, seq=4, window=(0, 1250 + 3000 - 600))
+    assert only(events, "alert", "reoptimize") == [
+        ("alert", "late_risk", "d", False),
+        ("reoptimize", "late_risk", ("d",), 600.0),
+    ]
+    requests = [e for f in rig.effects for e in f.events if e["type"] == "reoptimize"]
+    assert requests[0] == {
+        "type": "reoptimize", "reason": "late_risk", "ts": T + 100, "technician_id": "t1",
+        "job_ids": ["a"], "predicted_lateness_s": 300.0,
+    }  # fmt: skip
+
+
+def test_cancellation_and_urgent_jobs_request_replanning() -> None:
+    rig = planned_tour()
+    cancel = rig.status("b", "cancelled", 100)
+    assert only(cancel, "reoptimize") == [("reoptimize", "cancelled", ("a", "c"), 0.0)]
+    assert "job:b" not in rig.engine.fences.fences
+    # Urgent and cancellations share a short cool-down (60 s) so a burst is one request.
+    urgent = rig.job("u1", 1000, at=130, seq=0, priority="urgent")
+    assert only(urgent, "reoptimize") == []
+    urgent = rig.job("u2", 1000, at=161, seq=0, priority="urgent")
+    assert only(urgent, "reoptimize") == [("reoptimize", "urgent_job", ("u2",), 0.0)]
+    # Editing an urgent job is not a new one.
+    assert only(rig.job("u2", 1500, at=400, priority="urgent"), "reoptimize") == []
+    # Cancelling the last open job leaves nothing to re-plan.
+    for job_id in ("a", "c", "u1", "u2"):
+        rig.status(job_id, "cancelled", 500)
+    assert [e for f in rig.effects[-4:] for e in f.events if e["type"] == "reoptimize"] == [
+        {"type": "reoptimize", "reason": "cancelled", "ts": T + 500, "technician_id": "t1",
+         "job_ids": ["u1", "u2", "c"], "predicted_lateness_s": 0.0},
+    ]  # fmt: skip
+
+
+def test_after_a_short_cooldown_the_late_risk_is_sent_too() -> None:
+    config = EngineConfig(delay=replace(DelayConfig(), reopt_cooldown_s=400.0))
+    rig = tour_rig(config)
+    events = [e for at in range(60, 1260, 60) for e in rig.fix(at, 0)]
+    assert only(events, "reoptimize") == [
+        ("reoptimize", "overrun", ("j1", "j2", "j3"), 0.0),
+        ("reoptimize", "late_risk", ("j2",), 60.0),
+    ]
+
+
+# -- moving jobs between technicians ----------------------------------------------------
+
+
+def test_unassigning_a_job_clears_its_alerts_at_once() -> None:
+    rig = planned_tour()
+    assert only(rig.job("a", 3000, at=100, seq=1, window=(0, 100)), "alert") == [
+        ("alert", "late_risk", "a", False)
+    ]
+    events = rig.job("a", 3000, at=150, tech=None, seq=1, window=(0, 100))
+    assert only(events, "alert", "eta") == [
+        ("eta", "b", "planned", 750.0),  # b is first now: 600 s from where t1 stands
+        ("eta", "c", "planned", 1650.0),
+        ("alert", "late_risk", "a", True),
+    ]
+
+
+def test_reassigning_a_job_moves_its_fence_and_tour() -> None:
+    rig = planned_tour()
+    events = rig.job("b", 6000, at=50, tech="t2", seq=2)
+    # c now follows a directly: leaves a at 50 + 300 + 600, 600 s to drive.
+    assert only(events, "eta") == [("eta", "c", "planned", 1550.0)]
+    assert [j.job_id for j in rig.engine.tours.tour("t1")] == ["a", "c"]
+    assert [j.job_id for j in rig.engine.tours.tour("t2")] == ["b"]
+    assert rig.engine.fences.fences["job:b"].technician_ids == frozenset({"t2"})
+    rig.job("b", 6000, at=60, tech=None, seq=2)
+    assert "job:b" not in rig.engine.fences.fences
+    assert rig.engine.tours.get("b") is None

@@ -1,0 +1,153 @@
+"""Tours: arrival and pause times from a job's history, stops, order, and the tour book."""
+
+from __future__ import annotations
+
+import msgspec
+import pytest
+
+from eta.estimate import TourStop
+from gateway.model import Job, Site, StatusChange, Window
+from gateway.tours import TourBook, arrived_at, pauses, tour_key, tour_stop
+
+T = 1_700_000_000.0
+
+# A history as (seconds after T, status, previous, source).
+History = list[tuple[float, str, str, str]]
+
+
+def job_with(history: History, **fields: object) -> Job:
+    changes = tuple(StatusChange(T + at, s, p, src) for at, s, p, src in history)
+    state = changes[-1].status if changes else "planned"
+    job = Job("j1", "t1", Site(60.0, 25.0, 80.0), history=changes, state=state)
+    return msgspec.structs.replace(job, **fields)
+
+
+EN_ROUTE = (0.0, "en_route", "planned", "device")
+ON_SITE = (100.0, "on_site", "en_route", "device")
+INFERRED = (90.0, "on_site", "en_route", "geofence")
+WITHDRAWN = (95.0, "en_route", "on_site", "device")
+
+
+@pytest.mark.parametrize(
+    ("history", "arrived"),
+    [
+        ([], None),
+        ([EN_ROUTE], None),
+        ([EN_ROUTE, ON_SITE], 100.0),
+        ([(50.0, "on_site", "planned", "api")], 50.0),
+        # The technician's confirmation keeps the geofence's arrival time.
+        ([EN_ROUTE, INFERRED, (95.0, "on_site", "on_site", "device")], 90.0),
+        # A pause on site and back to work: still the first arrival.
+        ([EN_ROUTE, ON_SITE, (200.0, "paused", "on_site", "device"),
+          (300.0, "resumed", "paused", "device"), (310.0, "on_site", "resumed", "device")], 100.0),
+        # A pause on the way: the arrival is when they got there.
+        ([EN_ROUTE, (20.0, "paused", "en_route", "device"), (60.0, "resumed", "paused", "device"),
+          (130.0, "on_site", "resumed", "device")], 130.0),
+        # A geofence arrival the technician withdrew (still en route) is no arrival.
+        ([EN_ROUTE, INFERRED, WITHDRAWN], None),
+        ([EN_ROUTE, INFERRED, WITHDRAWN, (400.0, "on_site", "en_route", "device")], 400.0),
+    ],
+)  # fmt: skip
+def test_arrived_at(history: History, arrived: float | None) -> None:
+    assert arrived_at(job_with(history)) == (None if arrived is None else T + arrived)
+
+
+@pytest.mark.parametrize(
+    ("history", "paused_s", "since"),
+    [
+        ([], 0.0, None),
+        ([EN_ROUTE, ON_SITE], 0.0, None),
+        ([EN_ROUTE, ON_SITE, (200.0, "paused", "on_site", "device")], 0.0, 200.0),
+        ([EN_ROUTE, ON_SITE, (200.0, "paused", "on_site", "device"),
+          (260.0, "resumed", "paused", "device")], 60.0, None),
+        ([EN_ROUTE, ON_SITE, (200.0, "paused", "on_site", "device"),
+          (260.0, "resumed", "paused", "device"), (300.0, "paused", "resumed", "device")],
+         60.0, 300.0),
+        ([EN_ROUTE, ON_SITE, (200.0, "paused", "on_site", "device"),
+          (260.0, "resumed", "paused", "device"), (300.0, "paused", "resumed", "device"),
+          (330.0, "cancelled", "paused", "api")], 90.0, None),
+        # A break on the way to the site is not time off the job's work.
+        ([EN_ROUTE, (20.0, "paused", "en_route", "device"), (60.0, "resumed", "paused", "device"),
+          (130.0, "on_site", "resumed", "device")], 0.0, None),
+        ([EN_ROUTE, (20.0, "paused", "en_route", "device")], 0.0, None),
+    ],
+)  # fmt: skip
+def test_pauses(history: History, paused_s: float, since: float | None) -> None:
+    assert pauses(job_with(history)) == (paused_s, None if since is None else T + since)
+
+
+def test_tour_stop_of_a_paused_job() -> None:
+    history: History = [
+        EN_ROUTE, ON_SITE, (200.0, "paused", "on_site", "device"),
+        (260.0, "resumed", "paused", "device"), (300.0, "paused", "resumed", "device"),
+    ]  # fmt: skip
+    job = job_with(history, window=Window(T, T + 3600), planned_duration_s=900.0)
+    assert tour_stop(job) == TourStop(
+        job_id="j1", lat=60.0, lon=25.0, window_start=T, window_end=T + 3600,
+        planned_duration_s=900.0, state="paused", arrived_at=T + 100, paused_s=60.0,
+        paused_since=T + 300,
+    )  # fmt: skip
+
+
+def test_tour_stop_without_window_and_not_paused() -> None:
+    history: History = [
+        EN_ROUTE, ON_SITE, (200.0, "paused", "on_site", "device"),
+        (260.0, "resumed", "paused", "device"),
+    ]  # fmt: skip
+    stop = tour_stop(job_with(history))
+    assert (stop.window_start, stop.window_end, stop.state) == (None, None, "resumed")
+    assert (stop.arrived_at, stop.paused_s, stop.paused_since) == (T + 100, 60.0, None)
+
+
+def job(job_id: str, tech: str | None, seq: int = 0, start: float | None = None) -> Job:
+    window = Window(start, start + 3600) if start is not None else None
+    return Job(job_id, tech, Site(60.0, 25.0), window=window, sequence=seq)
+
+
+def test_tour_order_is_sequence_then_window_start_then_id() -> None:
+    jobs = [
+        job("e", "t1", 2),
+        job("d", "t1", 1, start=T + 500),
+        job("c", "t1", 1, start=T + 100),
+        job("b", "t1", 1),  # no window sorts as start 0
+        job("a", "t1", 1, start=T + 100),
+    ]
+    book = TourBook()
+    book.load(jobs)
+    assert [j.job_id for j in book.tour("t1")] == ["b", "a", "c", "d", "e"]
+    assert tour_key(jobs[1]) == (1, T + 500, "d")
+
+
+def test_tour_book_files_and_refiles_jobs() -> None:
+    book = TourBook()
+    assert book.put(job("a", "t1", 1)) is None
+    assert book.put(job("b", "t1", 2)) is None
+    assert book.put(job("c", "t2", 1)) is None
+    assert book.technicians() == ["t1", "t2"]
+    # Re-filed with another technician: returns the previous version, leaves the old tour.
+    moved = job("a", "t2", 0)
+    previous = book.put(moved)
+    assert previous == job("a", "t1", 1)
+    assert [j.job_id for j in book.tour("t1")] == ["b"]
+    assert [j.job_id for j in book.tour("t2")] == ["a", "c"]
+    assert book.get("a") == moved
+    # The last job leaving a tour removes the technician.
+    book.put(job("b", "t2", 5))
+    assert book.technicians() == ["t2"]
+    assert book.tour("t1") == []
+    # Unassigned: out of every tour, not found.
+    assert book.put(job("c", None)) == job("c", "t2", 1)
+    assert book.get("c") is None
+    assert [j.job_id for j in book.tour("t2")] == ["a", "b"]
+    # ...and filed again once assigned; an unknown job is simply None.
+    assert book.put(job("c", "t3")) is None
+    assert book.technicians() == ["t2", "t3"]
+    assert book.get("zz") is None
+
+
+def test_tour_book_update_in_place_keeps_one_copy() -> None:
+    book = TourBook()
+    book.put(job("a", "t1", 1))
+    updated = msgspec.structs.replace(job("a", "t1", 1), state="en_route")
+    assert book.put(updated) == job("a", "t1", 1)
+    assert book.tour("t1") == [updated]
