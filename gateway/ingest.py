@@ -16,7 +16,10 @@ At-least-once delivery needs three things aiomqtt 2.5 does not do by default
 
 On a lost connection the batch in hand is abandoned without acks and the
 broker redelivers it on reconnect; duplicates are absorbed by (device, ts)
-dedupe in the store.
+dedupe in the store. When the store fails (Redis down, or refusing writes) the
+batch is held, un-acknowledged, and retried with back-off on the same
+connection: the Receive Maximum window fills, the broker queues the rest, and
+the gateway catches up when Redis returns (backpressure, not loss).
 """
 
 from __future__ import annotations
@@ -35,7 +38,9 @@ import orjson
 import paho.mqtt.client as paho
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from redis.exceptions import RedisError
 
+from gateway.metrics import Counter, Gauge
 from gateway.model import Event
 from gateway.service import BatchResult, DeadLetter, Gateway, Inbound
 from gateway.settings import Settings
@@ -60,6 +65,14 @@ class MqttIngest:
         self.connected = asyncio.Event()
         self.protocol: str | None = None  # what the broker accepted, once known
         self._served = False  # reached the subscribed state since the last back-off
+        self.holding = False  # a batch waits, un-acknowledged, for the store to come back
+        self.held = Counter(
+            "fieldtrack_ingest_held_total",
+            "Batches held un-acknowledged because the store failed (retried, never dropped).",
+        )
+        holding = Gauge("fieldtrack_ingest_holding", "1 while a batch waits for the store.")
+        holding.read = lambda: 1.0 if self.holding else 0.0
+        gateway.metrics.extra += [self.held, holding]
         self._order = (
             ["5", "3.1.1"] if settings.mqtt_protocol == "auto" else [settings.mqtt_protocol]
         )
@@ -154,7 +167,33 @@ class MqttIngest:
                     batch.append(queue.get_nowait())
                 except asyncio.QueueEmpty:
                     break
-            await self._process(client, batch)
+            await self._process_until_stored(client, batch)
+
+    async def _process_until_stored(
+        self, client: aiomqtt.Client, batch: Sequence[aiomqtt.Message]
+    ) -> None:
+        """Retry a batch the store refused, without acking it, until the store is back.
+
+        Ending the connection instead would only make the broker redeliver the
+        same batch into the same outage; holding it keeps the session and lets
+        the broker's in-flight window stop further deliveries meanwhile.
+        """
+        delay = 0.05
+        try:
+            while True:
+                try:
+                    return await self._process(client, batch)
+                except RedisError as exc:
+                    _raise_if_cancelling()
+                    if not self.holding:
+                        log.warning("store failed (%s); holding %d messages", exc, len(batch))
+                    self.holding = True
+                    self.held.inc()
+                await asyncio.sleep(delay * random.uniform(0.5, 1.5))
+                delay = min(delay * 2, 1.0)
+        finally:
+            # Processed, or abandoned with the connection (the broker redelivers).
+            self.holding = False
 
     async def _outbox(self, client: aiomqtt.Client) -> None:
         """Publish events made outside a broker batch (HTTP calls, ticks), oldest first."""
