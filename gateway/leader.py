@@ -30,6 +30,7 @@ from typing import Final
 
 import orjson
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from gateway.engine import Effects, Engine
 from gateway.learning import ModelKeeper
@@ -70,23 +71,39 @@ class EngineLeader:
         self.is_leader = asyncio.Event()
 
     async def run(self) -> None:
-        """Campaign forever; while elected, feed the engine and tick it."""
+        """Campaign forever; while elected, feed the engine and tick it.
+
+        Redis going away ends a term, not the worker: it campaigns again once
+        Redis answers, and the lease (if it outlived the outage) expires or is
+        taken back by its holder.
+        """
         while True:
-            won = await self.redis.set(self.leader_key, self.worker_id, nx=True, px=self.lease_ms)
-            if not won:
-                await asyncio.sleep(self.lease_ms / 3000)
-                continue
-            log.info("worker %s is the engine leader", self.worker_id)
-            self.is_leader.set()
             try:
-                async with asyncio.TaskGroup() as tg:
-                    keep = tg.create_task(self._keep_lease(), name="engine-lease")
-                    work = tg.create_task(self._lead(), name="engine-follow")
-                    await keep  # returns when the lease is lost
-                    work.cancel()
-            finally:
-                self.is_leader.clear()
-            log.warning("worker %s lost the engine lease", self.worker_id)
+                await self._term()
+            except* RedisError as group:
+                log.warning("engine election: Redis failed (%s)", group.exceptions[0])
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                # An error raised while cancelling (a last save) must not eat the cancel.
+                raise asyncio.CancelledError
+            await asyncio.sleep(self.lease_ms / 3000)
+
+    async def _term(self) -> None:
+        """Win the lease (or find it still ours) and lead until it is lost."""
+        won = await self.redis.set(self.leader_key, self.worker_id, nx=True, px=self.lease_ms)
+        if not won and not await self._renew():
+            return
+        log.info("worker %s is the engine leader", self.worker_id)
+        self.is_leader.set()
+        try:
+            async with asyncio.TaskGroup() as tg:
+                keep = tg.create_task(self._keep_lease(), name="engine-lease")
+                work = tg.create_task(self._lead(), name="engine-follow")
+                await keep  # returns when the lease is lost
+                work.cancel()
+        finally:
+            self.is_leader.clear()
+        log.warning("worker %s lost the engine lease", self.worker_id)
 
     async def close(self) -> None:
         await self.redis.aclose()
@@ -94,11 +111,14 @@ class EngineLeader:
     async def _keep_lease(self) -> None:
         while True:
             await asyncio.sleep(self.lease_ms / 3000)
-            renewed = await self.redis.eval(
-                RENEW_LUA, 1, self.leader_key, self.worker_id, str(self.lease_ms)
-            )
-            if not renewed:
+            if not await self._renew():
                 return
+
+    async def _renew(self) -> bool:
+        renewed = await self.redis.eval(
+            RENEW_LUA, 1, self.leader_key, self.worker_id, str(self.lease_ms)
+        )
+        return bool(renewed)
 
     async def _lead(self) -> None:
         gateway = self.gateway
