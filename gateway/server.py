@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import uvicorn
+from redis.exceptions import RedisError
 
 from dispatcher_feed.app import create_app
 from dispatcher_feed.context import AppContext
@@ -52,7 +53,7 @@ class Runtime:
                 keeper, gateway = self.keeper, self.gateway
                 tasks["eta-model"] = lambda: keeper.keep(lambda: gateway.engine)
         else:
-            tasks["directory"] = self.gateway.run_directory_refresh
+            tasks["directory"] = _outlasting_redis("directory", self.gateway.run_directory_refresh)
             if role in ("all", "worker"):
                 tasks["engine-leader"] = self.leader.run
         return tasks
@@ -100,10 +101,31 @@ async def build_runtime(settings: Settings) -> Runtime:
 
     async def ready() -> bool:
         broker_ok = ingest.connected.is_set() or not serves_mqtt
-        return broker_ok and await store.ping()
+        # Holding: the store answers PING but refuses writes (full, read-only).
+        return broker_ok and not ingest.holding and await store.ping()
 
     ctx = AppContext(settings, store, bus, metrics, gateway, ready=ready)
     return Runtime(settings, store, bus, metrics, gateway, ingest, ctx, leader, keeper)
+
+
+def _outlasting_redis(
+    name: str, loop: Callable[[], Coroutine[Any, Any, Any]]
+) -> Callable[[], Coroutine[Any, Any, Any]]:
+    """A loop reading Redis that starts again after an outage rather than end the process."""
+
+    async def run() -> None:
+        while True:
+            try:
+                await loop()
+                return
+            except RedisError as exc:
+                log.warning("%s: Redis failed (%s); starting again in 1 s", name, exc)
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise asyncio.CancelledError
+            await asyncio.sleep(1.0)
+
+    return run
 
 
 def http_server(runtime: Runtime) -> uvicorn.Server:
