@@ -26,9 +26,13 @@ def job_record(job: Job) -> JobRecord | None:
     if job.technician_id is None:
         return None
     finished = next((c.ts for c in reversed(job.history) if c.status in ("done", "failed")), None)
-    visits = sum(
-        1 for c in job.history if c.status == "on_site" and c.previous in ("planned", "en_route")
-    )
+    visits = 0
+    for c in job.history:
+        if c.status == "on_site" and c.previous in ("planned", "en_route"):
+            visits += 1
+        elif c.status in ("planned", "en_route") and c.previous == "on_site":
+            # The technician withdrew an on_site (a geofence's guess): no visit took place.
+            visits -= 1
     return JobRecord(
         job_id=job.job_id,
         technician_id=job.technician_id,
