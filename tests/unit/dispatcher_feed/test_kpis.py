@@ -1,0 +1,228 @@
+"""``GET /api/v1/kpis`` over a hand-made day built through the API, every number by hand.
+
+Two technicians; jobs with windows; statuses posted with explicit times; positions
+posted afterwards (the jobs are closed by then, so no geofence infers anything).
+Places are metres due north of (60, 25); ``at(h)`` is h hours into the day.
+"""
+
+from __future__ import annotations
+
+import json
+from math import degrees
+from typing import Any
+
+import httpx
+import pytest
+
+from dispatcher_feed.context import AppContext
+from eta.geo import EARTH_RADIUS_M
+from gateway.service import Inbound
+
+DAY = 1_699_920_000.0  # 2023-11-14 00:00 UTC
+H = 3600.0
+
+
+def at(hours: float, plus_s: float = 0.0) -> float:
+    return DAY + hours * H + plus_s
+
+
+def north(m: float) -> float:
+    return 60.0 + degrees(m / EARTH_RADIUS_M)
+
+
+# job -> (technician, sequence, window in hours, site in metres north)
+JOBS: dict[str, tuple[str, int, tuple[float, float], float]] = {
+    "j1": ("t1", 1, (8, 10), 3000),
+    "j2": ("t1", 2, (10, 11), 6000),
+    "j6": ("t1", 3, (12, 13), 9000),
+    "j3": ("t2", 1, (8, 9), 2000),
+    "j4": ("t2", 2, (9, 12), 2500),
+    "j5": ("t2", 3, (13, 15), 5000),
+}
+STATUSES: list[tuple[str, str, float]] = [
+    ("j3", "on_site", at(7.5)),  # early (straight from planned)
+    ("j3", "done", at(8)),
+    ("j4", "cancelled", at(8.5)),
+    ("j1", "en_route", at(8.5)),
+    ("j1", "on_site", at(9)),  # on time
+    ("j1", "done", at(9.5)),  # SLA met; 1800 s on site
+    ("j2", "en_route", at(9.5)),
+    ("j2", "on_site", at(11.5)),  # late
+    ("j2", "paused", at(11.5, 600)),
+    ("j2", "resumed", at(11.5, 1200)),
+    ("j2", "done", at(12.5)),  # SLA missed; 3600 - 600 s paused on site
+    ("j5", "en_route", at(12)),
+    ("j5", "paused", at(12, 600)),  # a break on the way: not on-site time
+    ("j5", "resumed", at(12, 1800)),
+    ("j5", "on_site", at(13.5)),  # on time
+    ("j5", "done", at(14)),  # SLA met; 1800 s on site
+    ("j6", "en_route", at(12.5)),
+    ("j6", "on_site", at(12.5, 1200)),  # on time
+    ("j6", "failed", at(12.5, 3000)),  # SLA missed; 1800 s on site
+]
+# device -> [(time, metres north)]
+POSITIONS: dict[str, list[tuple[float, float]]] = {
+    "d1": [
+        (at(8.5), 0), (at(8.5, 300), 1500), (at(8.5, 600), 3000),
+        (at(9, 60), 3010),  # 10 m of GPS wander: not driving
+        (at(9.5, 600), 6000),  # 6 km in all
+    ],
+    "d2": [
+        (at(7), 0), (at(7.5), 2000),
+        (at(12), 2000),
+        (at(12, 900), 2_000_000),  # an impossible jump: skipped
+        (at(13.5), 5000),  # 3 km from the last counted point: 5 km in all
+    ],
+}  # fmt: skip
+
+
+async def build_day(api: httpx.AsyncClient) -> None:
+    for tech, device in (("t1", "d1"), ("t2", "d2")):
+        who = {"name": tech, "device_ids": [device]}
+        assert (await api.put(f"/api/v1/technicians/{tech}", json=who)).status_code == 200
+    for job_id, (tech, seq, (start, end), site) in JOBS.items():
+        body = {
+            "technician_id": tech,
+            "site": {"lat": north(site), "lon": 25.0, "radius_m": 100},
+            "window": {"start": at(start), "end": at(end)},
+            "planned_duration_s": 1800,
+            "sequence": seq,
+        }
+        assert (await api.put(f"/api/v1/jobs/{job_id}", json=body)).status_code == 200
+    for job_id, status, ts in STATUSES:
+        r = await api.post(f"/api/v1/jobs/{job_id}/status", json={"status": status, "ts": ts})
+        assert r.status_code == 200, r.text
+    for device, track in POSITIONS.items():
+        fixes = [{"ts": ts, "lat": north(m), "lon": 25.0} for ts, m in track]
+        r = await api.post("/api/v1/positions", json={"device_id": device, "positions": fixes})
+        assert r.json()["accepted"] == len(fixes)
+
+
+NO_ETA_ERROR = {"count": 0, "mae_s": None, "p50_s": None, "p90_s": None, "bias_s": None}
+
+
+def km(value: Any) -> Any:
+    return pytest.approx(value, abs=1e-9)
+
+
+async def test_whole_day(api: httpx.AsyncClient) -> None:
+    await build_day(api)
+    r = await api.get("/api/v1/kpis")
+    assert r.status_code == 200
+    assert r.json() == {
+        "since": None,
+        "until": None,
+        "technician_id": None,
+        "jobs": 6,
+        "punctuality": {"arrivals": 5, "on_time": 3, "early": 1, "late": 1, "rate": 0.6},
+        "sla": {"due": 5, "met": 3, "rate": 0.6},
+        # No ETA stood 30 or 10 minutes before an arrival in this day (predictions are
+        # only made at the status changes above).
+        "eta_error": {"30min": NO_ETA_ERROR, "10min": NO_ETA_ERROR},
+        "km_driven": {"total": km(11.0), "by_technician": {"t1": km(6.0), "t2": km(5.0)}},
+        "onsite": {
+            "total_s": 10200.0,
+            "jobs": 5,
+            "mean_per_job_s": 2040.0,
+            "by_technician": {"t1": 6600.0, "t2": 3600.0},
+        },
+        "jobs_per_technician_day": {
+            "mean": 2.0,
+            "technician_days": 2,
+            "by_technician": {"t1": 2.0, "t2": 2.0},
+        },
+        "first_visit_completion": {"done": 4, "first_visit": 4, "rate": 1.0},
+    }
+
+
+async def test_one_technician(api: httpx.AsyncClient) -> None:
+    await build_day(api)
+    body = (await api.get("/api/v1/kpis", params={"technician_id": "t1"})).json()
+    assert body["technician_id"] == "t1"
+    assert body["jobs"] == 3
+    assert body["punctuality"] == {"arrivals": 3, "on_time": 2, "early": 0, "late": 1,
+                                   "rate": 2 / 3}  # fmt: skip
+    assert body["sla"] == {"due": 3, "met": 1, "rate": 1 / 3}
+    assert body["km_driven"] == {"total": km(6.0), "by_technician": {"t1": km(6.0)}}
+    assert body["onsite"] == {"total_s": 6600.0, "jobs": 3, "mean_per_job_s": 2200.0,
+                              "by_technician": {"t1": 6600.0}}  # fmt: skip
+    assert body["first_visit_completion"] == {"done": 2, "first_visit": 2, "rate": 1.0}
+
+
+async def test_a_period(api: httpx.AsyncClient) -> None:
+    await build_day(api)
+    params = {"since": at(8), "until": at(12)}
+    body = (await api.get("/api/v1/kpis", params=params)).json()
+    # Jobs by arrival (j1 9h, j2 11.5h), else window start (j4, cancelled: 9h).
+    assert (body["since"], body["until"], body["jobs"]) == (at(8), at(12), 3)
+    assert body["punctuality"] == {"arrivals": 2, "on_time": 1, "early": 0, "late": 1,
+                                   "rate": 0.5}  # fmt: skip
+    assert body["sla"] == {"due": 2, "met": 1, "rate": 0.5}
+    assert body["onsite"]["total_s"] == 4800.0
+    # Fixes in [8h, 12h): all of d1's, none of d2's (12h itself is excluded).
+    assert body["km_driven"] == {"total": km(6.0), "by_technician": {"t1": km(6.0)}}
+    assert body["first_visit_completion"] == {"done": 2, "first_visit": 2, "rate": 1.0}
+    empty = (await api.get("/api/v1/kpis", params={"since": at(20)})).json()
+    assert (empty["jobs"], empty["punctuality"]["rate"], empty["sla"]["rate"]) == (0, None, None)
+    assert empty["km_driven"] == {"total": 0, "by_technician": {}}
+
+
+async def test_a_withdrawn_geofence_arrival_is_not_a_second_visit(
+    api: httpx.AsyncClient, ctx: AppContext
+) -> None:
+    await api.put("/api/v1/technicians/t1", json={"name": "t1", "device_ids": ["d1"]})
+    body = {
+        "technician_id": "t1",
+        "site": {"lat": north(0), "lon": 25.0, "radius_m": 100},
+        "window": {"start": at(8), "end": at(9)},
+    }
+    await api.put("/api/v1/jobs/w1", json=body)
+    await api.post("/api/v1/jobs/w1/status", json={"status": "en_route", "ts": at(8.5)})
+    # Parked at the site for 70 s: the gateway infers on_site (source geofence)...
+    fixes = [{"ts": at(8.5, 60), "lat": north(0), "lon": 25.0},
+             {"ts": at(8.5, 130), "lat": north(5), "lon": 25.0}]  # fmt: skip
+    await api.post("/api/v1/positions", json={"device_id": "d1", "positions": fixes})
+    job = (await api.get("/api/v1/jobs/w1")).json()
+    assert [(c["status"], c["source"]) for c in job["history"]][-1] == ("on_site", "geofence")
+    # ...the technician says they are still on the way, and arrives after the window.
+    for status, ts in (("en_route", at(8.5, 140)), ("on_site", at(9, 600))):
+        result = await ctx.gateway.handle_batch([device_status("w1", status, ts)])
+        assert result.dead_letters == []
+    await api.post("/api/v1/jobs/w1/status", json={"status": "done", "ts": at(9.5)})
+    kpis = (await api.get("/api/v1/kpis")).json()
+    assert kpis["first_visit_completion"] == {"done": 1, "first_visit": 1, "rate": 1.0}
+    assert kpis["punctuality"] == {"arrivals": 1, "on_time": 0, "early": 0, "late": 1, "rate": 0.0}
+    assert kpis["onsite"]["total_s"] == 1200.0  # from the real arrival
+
+
+def device_status(job_id: str, status: str, ts: float) -> Inbound:
+    payload = json.dumps({"ts": ts, "job": job_id, "status": status}).encode()
+    return Inbound("fleet/d1/status", payload, ts)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"since": at(10), "until": at(10)},
+        {"since": at(10), "until": at(9)},
+    ],
+)
+async def test_until_must_be_after_since(api: httpx.AsyncClient, params: dict[str, float]) -> None:
+    r = await api.get("/api/v1/kpis", params=params)
+    assert (r.status_code, r.json()) == (
+        422,
+        {"error": "invalid_request", "reason": "until must be after since"},
+    )
+
+
+@pytest.mark.parametrize("params", [{"since": -1}, {"until": "soon"}])
+async def test_bad_bounds_are_422(api: httpx.AsyncClient, params: dict[str, Any]) -> None:
+    r = await api.get("/api/v1/kpis", params=params)
+    assert (r.status_code, r.json()["error"]) == (422, "invalid_request")
+
+
+@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"}])
+async def test_kpis_need_the_api_key(client: httpx.AsyncClient, headers: dict[str, str]) -> None:
+    r = await client.get("/api/v1/kpis", headers=headers)
+    assert (r.status_code, r.json()["error"]) == (401, "unauthorized")
+    assert r.headers["www-authenticate"] == "Bearer"
