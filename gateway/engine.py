@@ -163,7 +163,9 @@ class Engine:
         tech = self._tech(job.technician_id)
         if previous is not None and previous.state != job.state:
             out.extend(self._on_state(tech, job, previous, now))
-        if created and job.priority == "urgent":
+        # Urgent and new to this tour: created here, or assigned here after the fact.
+        joined = created or previous is None or previous.technician_id != job.technician_id
+        if joined and job.priority == "urgent":
             out.extend(self._reoptimize(job.technician_id, now, "urgent_job", (job.job_id,)))
         out.extend(self._estimate(job.technician_id, now, force=True))
         return out
