@@ -654,6 +654,20 @@ def test_after_a_short_cooldown_the_late_risk_is_sent_too() -> None:
 # -- moving jobs between technicians ----------------------------------------------------
 
 
+def test_an_urgent_job_new_to_a_tour_requests_replanning() -> None:
+    rig = planned_tour()
+    # Created without a technician: no tour to re-plan yet.
+    assert only(rig.job("u", 1000, at=10, tech=None, priority="urgent"), "reoptimize") == []
+    # Assigned later: it is new to t1's tour all the same.
+    assigned = rig.job("u", 1000, at=20, priority="urgent")
+    assert only(assigned, "reoptimize") == [("reoptimize", "urgent_job", ("u",), 0.0)]
+    # Handed over to t2: new to theirs.
+    moved = rig.job("u", 1000, at=100, tech="t2", priority="urgent")
+    assert [(e["technician_id"], e["reason"]) for e in moved if e["type"] == "reoptimize"] == [
+        ("t2", "urgent_job")
+    ]
+
+
 def test_unassigning_a_job_clears_its_alerts_at_once() -> None:
     rig = planned_tour()
     assert only(rig.job("a", 3000, at=100, seq=1, window=(0, 100)), "alert") == [
