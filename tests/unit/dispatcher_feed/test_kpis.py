@@ -200,6 +200,17 @@ def device_status(job_id: str, status: str, ts: float) -> Inbound:
     return Inbound("fleet/d1/status", payload, ts)
 
 
+async def test_a_gps_glitch_after_a_stop_is_not_driven(api: httpx.AsyncClient) -> None:
+    """A fix 200 km away for one minute, between two fixes at the same spot, is a glitch:
+    1000 s of driving would take 3.3 km/s. Only the 3 km drive afterwards counts."""
+    await api.put("/api/v1/technicians/t1", json={"name": "t1", "device_ids": ["d1"]})
+    track = [(at(8), 0), (at(9), 0), (at(9, 60), 200_000), (at(9, 120), 0), (at(10), 3000)]
+    fixes = [{"ts": ts, "lat": north(m), "lon": 25.0} for ts, m in track]
+    await api.post("/api/v1/positions", json={"device_id": "d1", "positions": fixes})
+    body = (await api.get("/api/v1/kpis")).json()
+    assert body["km_driven"] == {"total": km(3.0), "by_technician": {"t1": km(3.0)}}
+
+
 @pytest.mark.parametrize(
     "params",
     [
