@@ -21,6 +21,7 @@ import pytest
 
 from eta.geo import EARTH_RADIUS_M
 from gateway.server import Runtime
+from gateway.service import Inbound
 from tests.support.gateway import API_KEY, gateway_settings, running_gateway
 from tests.support.procs import Mosquitto
 from tests.support.sse import sse_events
@@ -256,3 +257,30 @@ async def test_job_site_arrival_inferred_then_confirmed(broker: Mosquitto, prefi
             "device_id": "d1"}  # fmt: skip
     assert watch.of("alert") == [left]
     assert watch.mqtt("alert") == [left]
+
+
+async def test_offline_flush_status_then_fixes_in_one_batch(broker: Mosquitto, prefix: str) -> None:
+    """A phone back from offline flushes "en_route" and then the drive into the site: the
+    ingest loop hands all of it over as one batch, in arrival order. The arrival must be
+    inferred as if the messages had come one by one."""
+    settings = gateway_settings(broker.url, prefix)
+    now = round(time.time())
+    site_lat, site_lon = place(0)
+    async with (
+        running_gateway(settings) as runtime,
+        httpx.AsyncClient(base_url=settings.base_url, headers=AUTH, timeout=10) as http,
+    ):
+        await http.put("/api/v1/technicians/t1", json={"name": "Aino", "device_ids": ["d1"]})
+        job = {"technician_id": "t1", "site": {"lat": site_lat, "lon": site_lon, "radius_m": 80}}
+        assert (await http.put("/api/v1/jobs/j1", json=job)).status_code == 200
+        status = {"ts": now - 300, "job": "j1", "status": "en_route"}
+        fixes = [pos(now - 290, -2000), pos(now - 120, 0), pos(now - 50, 10)]
+        batch = [Inbound(f"{prefix}/d1/status", json.dumps(status).encode(), now)]
+        batch += [Inbound(f"{prefix}/d1/pos", json.dumps(f).encode(), now) for f in fixes]
+        result = await runtime.gateway.handle_batch(batch)
+        assert result.dead_letters == []
+        history = (await http.get("/api/v1/jobs/j1")).json()["history"]
+    assert [(c["ts"], c["status"], c["source"]) for c in history] == [
+        (now - 300, "en_route", "device"),
+        (now - 50, "on_site", "geofence"),
+    ]
