@@ -35,7 +35,7 @@ import os
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from math import ceil, exp, sqrt
+from math import ceil, exp, log, sqrt
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -101,13 +101,16 @@ class ModelConfig:
     ``cell_res``/``tz_offset_s`` define the keys of learned data (the hour of week is local
     time = UTC + offset; a snapshot only restores into the same pair). ``alpha``: smallest
     EWMA step per observation, i.e. the stats remember roughly the last ``1/alpha``
-    observations. Pairs of fixes further apart than ``max_gap_s`` or closer than
+    observations. Pairs of fixes further apart than ``max_sample_gap_s`` or closer than
     ``min_gap_s``, faster than ``max_speed_mps``, slower than ``stop_speed_mps`` (a stop)
     or moving less than ``min_move_m`` (GPS jitter) teach nothing. ``obs_unit_s``: the
     duration one observation stands for; ``max_obs_weight`` caps a single long pair.
     ``live_tau_s``: decay time of the live level (0 disables it); ``live_gain``: a fresh
     observation outweighs this many old ones, being about today's traffic. Legs are read every
-    ``sample_spacing_m`` with at most ``max_samples`` pieces; ``trip_cv_scale`` converts the
+    ``sample_spacing_m`` with at most ``max_samples`` pieces; ``max_gap_s`` bounds the gap
+    between fixes a trip may span (trips tolerate sparse fixes, speed samples do not: a
+    parked phone's sparse fixes plus GPS noise look like slow driving, which biased the
+    model 15-20 % slow on the simulated fleet); ``trip_cv_scale`` converts the
     spread of 10-second speeds into the spread of a whole leg: below 1 if short-term
     variation averages out along a trip. Stops are not in the samples, and what is left
     varies mostly by driver and hour; on the simulated fleet 1.0 put 82 % of the legs inside
@@ -120,6 +123,7 @@ class ModelConfig:
     tz_offset_s: int = 0
     alpha: float = 0.02
     max_gap_s: float = 600.0
+    max_sample_gap_s: float = 30.0
     min_gap_s: float = 1.0
     max_speed_mps: float = 60.0
     stop_speed_mps: float = 1.0
@@ -262,6 +266,11 @@ class SpeedModel:
         self._cells: dict[int, _Cell] = {}
         self._detour = _Stat()
         self._stops = _Stat()
+        # log(actual trip time / the model's own uncalibrated prediction at departure):
+        # corrects what cells sampled along the straight line get wrong about the roads
+        # really taken (arterials are faster than the cells between them).
+        self._calib = _Stat()
+        self._calib_factor = 1.0
         self._cap = 1.0 / self.config.alpha
         self._trip_blend = self._blend_trips()
         self._legs: dict[tuple[float, float, float, float], _Leg] = {}
@@ -274,7 +283,7 @@ class SpeedModel:
         """Learn from two consecutive fixes of one moving device (a no-op for unusable pairs)."""
         cfg = self.config
         dt = ts2 - ts1
-        if dt < cfg.min_gap_s or dt > cfg.max_gap_s:
+        if dt < cfg.min_gap_s or dt > cfg.max_sample_gap_s:
             return
         d = haversine_m(lat1, lon1, lat2, lon2)
         if d < cfg.min_move_m:
@@ -313,14 +322,26 @@ class SpeedModel:
         travelled_m: float,
         duration_s: float | None = None,
         moving_s: float | None = None,
+        predicted_s: float | None = None,
     ) -> None:
         """Learn from one whole trip (``eta.trips`` collects these numbers from fixes).
 
         The detour factor from the path along its fixes over the endpoint distance; given
         ``duration_s`` and ``moving_s`` (the time in pairs of fixes ``observe`` learns from),
-        also the stop factor, duration over moving time.
+        also the stop factor, duration over moving time; given ``predicted_s`` (this model's
+        ``travel_mean_sd(..., calibrated=False)`` at departure), the calibration factor.
         """
         cfg = self.config
+        if (
+            predicted_s is not None
+            and duration_s is not None
+            and predicted_s > 0.0
+            and duration_s > 0.0
+            and straight_m >= cfg.trip_min_straight_m
+        ):
+            ratio = min(max(duration_s / predicted_s, 0.33), 3.0)
+            self._calib.add(log(ratio), 1.0, cfg.alpha)
+            self._calib_factor = self._calibration()
         if straight_m < cfg.trip_min_straight_m or travelled_m <= 0.0:
             return
         ratio = travelled_m / straight_m
@@ -337,6 +358,14 @@ class SpeedModel:
         self._trip_blend = self._blend_trips()
 
     # -- reading ------------------------------------------------------------------------
+
+    def _calibration(self) -> float:
+        mean, _, _ = _shrink(0.0, 0.0, self.prior.trip_weight, self._calib, self._cap)
+        return exp(mean)
+
+    def calibration(self) -> float:
+        """Factor applied to travel times, learned from whole trips (1.0 until then)."""
+        return self._calib_factor
 
     def detour(self) -> tuple[float, float]:
         """Current detour factor and its variance (prior blended with learned trips)."""
@@ -371,7 +400,13 @@ class SpeedModel:
         return TravelTime(mean, p10, p90, sd, path)
 
     def travel_mean_sd(
-        self, lat1: float, lon1: float, lat2: float, lon2: float, at_ts: float
+        self,
+        lat1: float,
+        lon1: float,
+        lat2: float,
+        lon2: float,
+        at_ts: float,
+        calibrated: bool = True,
     ) -> tuple[float, float, float]:
         """``travel_time`` without the quantiles: (mean s, sd s, path m) -- the tour's hot path."""
         key = (lat1, lon1, lat2, lon2)
@@ -401,8 +436,9 @@ class SpeedModel:
             sd_mean += ti * mean_cv
         # Pieces of one leg share weather, traffic and driver: their errors add up linearly.
         sd_noise *= self.config.trip_cv_scale
-        t *= stops
-        sd = stops * sqrt(sd_noise * sd_noise + sd_mean * sd_mean)
+        scale = stops * (self._calib_factor if calibrated else 1.0)
+        t *= scale
+        sd = scale * sqrt(sd_noise * sd_noise + sd_mean * sd_mean)
         sd = sqrt(sd * sd + t * t * cv2)
         return t, sd, path
 
@@ -495,6 +531,7 @@ class SpeedModel:
             "tz_offset_s": self.config.tz_offset_s,
             "detour": self._detour.dump(),
             "stops": self._stops.dump(),
+            "calib": self._calib.dump(),
             "cells": cells,
         }
 
@@ -522,6 +559,9 @@ class SpeedModel:
             model = cls(prior, config, routing)
             model._detour = _load_stat(data["detour"])
             model._stops = _load_stat(data["stops"])
+            if "calib" in data:  # snapshots from before calibration have none
+                model._calib = _load_stat(data["calib"])
+                model._calib_factor = model._calibration()
             model._trip_blend = model._blend_trips()
             for key, entry in data["cells"].items():
                 model._cells[h3.str_to_int(key)] = _load_cell(entry)

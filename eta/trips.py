@@ -73,8 +73,20 @@ def extend_trip(
     )
 
 
-def finish_trip(model: SpeedModel, trip: Trip, lat: float, lon: float, ts: float) -> Trip:
-    """Extend the trip to its last fix and teach the model from it; returns the final trip."""
+def finish_trip(
+    model: SpeedModel,
+    trip: Trip,
+    lat: float,
+    lon: float,
+    ts: float,
+    predicted_s: float | None = None,
+) -> Trip:
+    """Extend the trip to its last fix and teach the model from it; returns the final trip.
+
+    ``predicted_s``: what the model (uncalibrated) predicted for this drive at departure.
+    """
     trip = extend_trip(trip, lat, lon, ts, model.config)
-    model.observe_trip(trip.straight_m, trip.travelled_m, trip.duration_s, trip.moving_s)
+    model.observe_trip(
+        trip.straight_m, trip.travelled_m, trip.duration_s, trip.moving_s, predicted_s
+    )
     return trip

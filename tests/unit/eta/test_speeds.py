@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from math import degrees, exp, sqrt
 from pathlib import Path
 
@@ -321,3 +322,26 @@ def test_spread_always_brackets_the_mean(
         t += dt
     tt = model.travel_time(*a, *b, at)
     assert 0.0 <= tt.p10_s <= tt.mean_s <= tt.p90_s
+
+
+def test_calibration_learns_from_whole_trips_and_survives_a_snapshot() -> None:
+    model = SpeedModel()
+    leg = (60.17, 24.94, 60.19, 24.96, 1_800_000_000.0)
+    assert model.calibration() == 1.0
+    for _ in range(200):  # trips keep taking 80 % of what the model predicted
+        model.observe_trip(2000.0, 2700.0, predicted_s=1000.0, duration_s=800.0)
+    # The learned log-ratio is shrunk towards 0 by the prior's weight (3 trips of 50).
+    assert model.calibration() == pytest.approx(math.exp(50 / 53 * math.log(0.8)))
+    raw = model.travel_mean_sd(*leg, calibrated=False)[0]
+    assert model.travel_mean_sd(*leg)[0] == pytest.approx(raw * model.calibration())
+    again = SpeedModel.restore(model.snapshot())
+    assert again.calibration() == model.calibration()
+
+
+def test_calibration_ignores_short_and_absurd_trips() -> None:
+    model = SpeedModel()
+    model.observe_trip(50.0, 60.0, predicted_s=10.0, duration_s=100.0)  # too short to teach
+    assert model.calibration() == 1.0
+    for _ in range(500):  # a 100x ratio is clamped to 3x
+        model.observe_trip(2000.0, 2500.0, predicted_s=10.0, duration_s=1000.0)
+    assert model.calibration() == pytest.approx(math.exp(50 / 53 * math.log(3.0)))
