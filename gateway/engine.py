@@ -91,6 +91,7 @@ class TechTrack:
     estimated_at: float | None = None
     stop: StopAnchor | None = None
     trip: Trip | None = None
+    trip_predicted_s: float | None = None  # the model's (uncalibrated) guess at departure
     etas: list[JobEta] = field(default_factory=list)
     left_open: set[str] = field(default_factory=set)
 
@@ -179,15 +180,24 @@ class Engine:
             tech.active_since = now
         if job.state == "en_route":
             fix = tech.last_fix
-            tech.trip = begin_trip(fix.lat, fix.lon, fix.ts) if fix is not None else None
+            tech.trip, tech.trip_predicted_s = None, None
+            if fix is not None:
+                # The drive starts now, not at the last (possibly minute-old) parked fix.
+                start = max(fix.ts, now)
+                tech.trip = begin_trip(fix.lat, fix.lon, start)
+                tech.trip_predicted_s = self.model.travel_mean_sd(
+                    fix.lat, fix.lon, job.site.lat, job.site.lon, start, calibrated=False
+                )[0]
         elif job.state == "on_site" and arrived_at(previous) is None:
             # The first arrival, whatever came before (en route, or resumed after a
             # pause on the way); back to work after a pause on site is not one.
             out.events.append(notify_event("arrived", job, now))
             fix = tech.last_fix
             if tech.trip is not None and fix is not None:
-                finish_trip(self.model, tech.trip, fix.lat, fix.lon, fix.ts)
-            tech.trip = None
+                finish_trip(
+                    self.model, tech.trip, fix.lat, fix.lon, fix.ts, tech.trip_predicted_s
+                )
+            tech.trip, tech.trip_predicted_s = None, None
         elif job.state == "done":
             out.events.append(notify_event("done", job, now))
         if job.state in CLOSED_STATES and job.job_id in tech.left_open:
