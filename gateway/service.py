@@ -116,6 +116,7 @@ class Gateway:
     async def handle_batch(self, batch: Sequence[Inbound]) -> BatchResult:
         result = BatchResult()
         now = self.clock()
+        events: list[Event] = []
         fixes: list[Fix] = []
         stamps: list[float] = []  # each fix's receive time, for the engine's clock
         statuses: list[tuple[Inbound, StatusUpdate]] = []
@@ -128,20 +129,39 @@ class Gateway:
                 self.metrics.reject(exc.code)
                 result.dead_letters.append(_dead(route, msg, exc.reason))
             stamps += [msg.received] * (len(fixes) - len(stamps))
-        events, _ = await self._store_fixes(fixes, stamps)
-        for msg, update in statuses:
-            try:
-                events.extend(await self._apply_status(update, "device"))
-            except Rejected as exc:
-                self.metrics.reject(exc.code)
-                route = self.topics.route(msg.topic)
-                result.dead_letters.append(_dead(route, msg, exc.reason))
+            if statuses:
+                # Keep arrival order: fixes before a status are stored (and seen by the
+                # engine) before it, fixes after it after it -- an offline phone flushing
+                # "en route" then its drive into the site must arrive, not stay en route.
+                events += await self._flush(fixes, stamps, statuses, result)
+        events += await self._flush(fixes, stamps, statuses, result)
         await self._publish(events, outbox=False)
         done = self.clock()
         for msg in batch:
             self.metrics.pipeline.observe(max(0.0, done - msg.received))
         result.outbound = [e for e in events if e["type"] in MQTT_OUT_TYPES]
         return result
+
+    async def _flush(
+        self,
+        fixes: list[Fix],
+        stamps: list[float],
+        statuses: list[tuple[Inbound, StatusUpdate]],
+        result: BatchResult,
+    ) -> list[Event]:
+        """Store the fixes gathered so far, then apply the status that ended the run."""
+        events, _ = await self._store_fixes(fixes, stamps)
+        for msg, update in statuses:
+            try:
+                events += await self._apply_status(update, "device")
+            except Rejected as exc:
+                self.metrics.reject(exc.code)
+                route = self.topics.route(msg.topic)
+                result.dead_letters.append(_dead(route, msg, exc.reason))
+        fixes.clear()
+        stamps.clear()
+        statuses.clear()
+        return events
 
     def _decode(
         self,
