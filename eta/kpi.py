@@ -208,7 +208,9 @@ def km_driven(fixes: Sequence[FixRecord], cfg: KpiConfig = DEFAULT_KPI_CONFIG) -
     """Distance along each technician's fixes, in km, ignoring jitter and impossible jumps.
 
     A movement counts once it reaches ``jitter_m`` from the last counted point, so a parked
-    device's wander adds nothing while a drive loses at most ``jitter_m`` at its end.
+    device's wander adds nothing while a drive loses at most ``jitter_m`` at its end. A fix
+    is an impossible jump when it is too fast from the previous *plausible* fix (not the
+    last counted point: after a long stop that would admit any glitch), and is skipped.
     """
     tracks: dict[str, list[FixRecord]] = defaultdict(list)
     for f in fixes:
@@ -216,12 +218,15 @@ def km_driven(fixes: Sequence[FixRecord], cfg: KpiConfig = DEFAULT_KPI_CONFIG) -
     by_tech: dict[str, float] = {}
     for tech, track in sorted(tracks.items()):
         track.sort(key=lambda f: f.ts)
-        anchor = track[0]
+        anchor = prev = track[0]
         metres = 0.0
         for f in track[1:]:
+            dt = f.ts - prev.ts
+            if dt <= 0 or haversine_m(prev.lat, prev.lon, f.lat, f.lon) / dt > cfg.max_speed_mps:
+                continue
+            prev = f
             d = haversine_m(anchor.lat, anchor.lon, f.lat, f.lon)
-            dt = f.ts - anchor.ts
-            if d < cfg.jitter_m or (dt > 0 and d / dt > cfg.max_speed_mps) or dt <= 0:
+            if d < cfg.jitter_m:
                 continue
             metres += d
             anchor = f
