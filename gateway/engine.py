@@ -194,9 +194,7 @@ class Engine:
             out.events.append(notify_event("arrived", job, now))
             fix = tech.last_fix
             if tech.trip is not None and fix is not None:
-                finish_trip(
-                    self.model, tech.trip, fix.lat, fix.lon, fix.ts, tech.trip_predicted_s
-                )
+                finish_trip(self.model, tech.trip, fix.lat, fix.lon, fix.ts, tech.trip_predicted_s)
             tech.trip, tech.trip_predicted_s = None, None
         elif job.state == "done":
             out.events.append(notify_event("done", job, now))
@@ -292,7 +290,8 @@ class Engine:
         if (
             not force
             and tech.estimated_at is not None
-            and now - tech.estimated_at < self.config.eta_interval_s
+            # abs: a job edit stamps wall time, fixes device time (a skewed phone clock)
+            and abs(now - tech.estimated_at) < self.config.eta_interval_s
         ):
             return out
         tech.estimated_at = now
