@@ -83,8 +83,10 @@ class MqttIngest:
         while True:
             try:
                 await self._connect_and_serve()
-            except aiomqtt.MqttError as exc:
-                log.warning("MQTT connection lost or refused (%s); retrying", exc)
+            except* aiomqtt.MqttError as group:
+                # A connection lost while serving arrives wrapped by _serve's TaskGroup.
+                log.warning("MQTT connection lost or refused (%s); retrying", group.exceptions[0])
+            _raise_if_cancelling()  # an error while closing must not swallow a cancel
             if self._served:
                 delay, self._served = 0.5, False
             await asyncio.sleep(delay * random.uniform(0.5, 1.5))
