@@ -31,9 +31,13 @@ class Rig:
         self.metrics = gateway.metrics
 
     def events(self) -> list[Event]:
+        """Position and status events: what ingest itself makes (the engine's ETAs,
+        alerts and notifications are tested in test_engine.py)."""
         out = []
         while not self.sub.queue.empty():
-            out.append(orjson.loads(self.sub.queue.get_nowait()[2]))
+            event = orjson.loads(self.sub.queue.get_nowait()[2])
+            if event["type"] in ("position", "status"):
+                out.append(event)
         return out
 
     def rejected(self) -> dict[str, float]:
