@@ -75,7 +75,9 @@ def position(ts: float, device: str = "dev-1", tech: str | None = "tech-1") -> E
 
 async def test_good_fix_becomes_a_position_event(rig: Rig) -> None:
     result = await rig.gateway.handle_batch([msg("fleet/dev-1/pos", pos(NOW - 10))])
-    assert (result.dead_letters, result.outbound) == ([], [])
+    assert result.dead_letters == []
+    # The technician's first position moves job-1's ETA: that goes out over MQTT too.
+    assert [(e["type"], e["job_id"]) for e in result.outbound] == [("eta", "job-1")]
     assert rig.events() == [position(NOW - 10)]
     assert rig.metrics.positions.get() == 1
     assert rig.metrics.events.get("position") == 1
