@@ -115,6 +115,7 @@ class _FeedReader(asyncio.Protocol):
         self.sse, self.i, self.request, self.on_ready = sse, i, request, on_ready
         self.probe = i % sse.probe_every == 0
         self.head: bytes | None = b""  # None once the response headers are through
+        self.subscribed = False
         self.tail = b""
         self.lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
@@ -134,6 +135,9 @@ class _FeedReader(asyncio.Protocol):
             if not head.startswith(b"HTTP/1.1 200"):
                 raise RuntimeError(f"feed answered {head[:40]!r}")
             self.head, data = None, head[end + 4 :]
+        if not self.subscribed and b"retry:" in data:
+            # The feed's first frame: it is yielded once the bus subscription exists.
+            self.subscribed = True
             self.on_ready()
         buf = self.tail + data
         cut = buf.rfind(b"\n\n")
@@ -182,8 +186,6 @@ async def measure_sse(
     try:
         async with asyncio.timeout(60):
             await ready.wait()
-        # Subscribed once the first body bytes (``retry:``) are out: give them a moment.
-        await asyncio.sleep(0.5)
         ready_flag.set()
         cpu0 = time.process_time()
         await _until_quiet(
