@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 
 from gateway.model import valid_id
@@ -39,7 +40,8 @@ class TopicScheme:
                 return Route("bad", device_id, f"unknown topic {topic!r}")
             if not valid_id(device_id):
                 return Route("bad", device_id, "device id must be 1-64 chars of [A-Za-z0-9_.:-]")
-            return Route(leaf, device_id)
+            # Interned: every stored fix of a device then shares one id string.
+            return Route(leaf, sys.intern(device_id))
         if topic.startswith(self.owntracks + "/"):
             parts = topic[len(self.owntracks) + 1 :].split("/")
             if len(parts) != 2:
@@ -47,7 +49,7 @@ class TopicScheme:
             device_id = f"{parts[0]}:{parts[1]}"
             if not valid_id(device_id):
                 return Route("bad", device_id, "user:device must be 1-64 chars of [A-Za-z0-9_.:-]")
-            return Route("owntracks", device_id)
+            return Route("owntracks", sys.intern(device_id))
         return Route("bad", "", f"unknown topic {topic!r}")
 
     def dead_letter(self, device_id: str) -> str:
