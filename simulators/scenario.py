@@ -9,6 +9,7 @@ the same stream; the runner only paces it and puts it on the wire.
 from __future__ import annotations
 
 import heapq
+import math
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -105,11 +106,17 @@ class Scenario:
 
     def emissions(self) -> Iterator[Emission]:
         """Everything that happens until the last technician parks (or `duration_s`), in
-        virtual-time order (stable for equal times)."""
-        streams = [self._incidents()] + [self._technician(tr) for tr in self.traces]
-        stop = self.end
+        virtual-time order (stable for equal times).
+
+        A phone still offline when its technician parks flushes its buffer when the
+        spell ends, which may be after `end`: without `duration_s` that flush is kept
+        (only incidents stop at `end`), so truth and traffic stay complete.
+        """
+        incidents = (em for em in self._incidents() if em.t <= self.end)
+        streams = [incidents] + [self._technician(tr) for tr in self.traces]
+        stop = math.inf
         if self.cfg.duration_s is not None:
-            stop = min(stop, self.start + self.cfg.duration_s)
+            stop = min(self.end, self.start + self.cfg.duration_s)
         for em in heapq.merge(*streams, key=lambda e: e.t):
             if em.t > stop:
                 return
