@@ -96,7 +96,9 @@ class Settings:
     map_stale_after_s: float = 300.0
     # Memory mode: where the learned ETA model is saved (every minute, on exit).
     eta_snapshot: str | None = None
-    history_per_device: int = 10_000
+    # Also the dedupe window. ~400 B a fix in memory (bench memory): 2 000 fixes is
+    # 5.5 h at one fix per 10 s, ~0.8 MB a device.
+    history_per_device: int = 2_000
     replay_buffer: int = 10_000
     sse_queue_size: int = 1_000
     sse_send_timeout_s: float = 10.0
