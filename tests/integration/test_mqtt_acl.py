@@ -19,13 +19,16 @@ import aiomqtt
 import httpx
 import orjson
 import pytest
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from simulators import mqttwire
 from tests.support.gateway import API_KEY, gateway_settings, running_gateway
 from tests.support.procs import Mosquitto, free_port
 
 pytestmark = pytest.mark.integration
-ACL = Path(__file__).resolve().parents[2] / "deploy" / "acl"
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+ACL = DEPLOY / "acl"
 USERS = {"gateway": "gw-secret", "dev1": "pw1", "dev2": "pw2", "alice": "pwa",
          "out": "pwo", "deadletter": "pwd", "+": "pwp"}  # fmt: skip
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
@@ -76,6 +79,20 @@ class SecuredBroker(Mosquitto):
         if tls:
             return f"mqtts://gateway:{password}@127.0.0.1:{self.tls_port}"
         return f"mqtt://gateway:{password}@127.0.0.1:{self.port}"
+
+
+class ShippedBroker(SecuredBroker):
+    """``deploy/mosquitto.conf`` itself, its container paths pointed at a private directory."""
+
+    def _write_conf(self) -> Path:
+        conf = (DEPLOY / "mosquitto.conf").read_text()
+        conf = conf.replace("/mosquitto/config/", f"{self.dir}/")
+        conf = conf.replace("/mosquitto/data/", f"{self.dir}/")
+        conf = conf.replace("listener 1883 0.0.0.0", f"listener {self.port} 127.0.0.1\nuser root")
+        conf = conf.replace("log_dest stdout", "log_dest none")
+        path = self.dir / "mosquitto.conf"
+        path.write_text(conf)
+        return path
 
 
 @pytest.fixture(scope="module")
@@ -223,6 +240,31 @@ async def test_gateway_uses_its_credentials_and_stores_only_genuine_fixes(
         assert str(dead.topic) == "fleet/deadletter/dev1"
         assert await _positions(http, "dev1") == [now - 5]
         assert await _positions(http, "dev2") == []
+
+
+async def test_shipped_mosquitto_conf_serves_the_gateway_and_keeps_sessions() -> None:
+    broker = ShippedBroker()
+    broker.start()
+    try:
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        props.SessionExpiryInterval = 3600
+        session = aiomqtt.Client(
+            "127.0.0.1", broker.port, username="gateway", password=USERS["gateway"],
+            identifier="gw-shipped", protocol=aiomqtt.ProtocolVersion.V5, clean_start=False,
+            properties=props,
+        )  # fmt: skip
+        async with session:
+            await session.subscribe("$share/g/fleet/+/pos", qos=1)
+        fix = orjson.dumps({"ts": time.time(), "lat": 60.17, "lon": 24.94})
+        assert await device_publish(broker.port, "dev1", "pw1", "fleet/dev1/pos", fix, V5) == (
+            0, 0,
+        )  # fmt: skip
+        await asyncio.to_thread(broker.restart)  # persistence on: the queued fix survives
+        async with session, asyncio.timeout(5):
+            message = await anext(session.messages)
+        assert (str(message.topic), message.payload) == ("fleet/dev1/pos", fix)
+    finally:
+        broker.close()
 
 
 async def test_gateway_with_a_wrong_password_is_refused(secured: SecuredBroker) -> None:
