@@ -163,8 +163,15 @@ class FreeFlowModel(SpeedModel):
         return found
 
     def travel_mean_sd(
-        self, lat1: float, lon1: float, lat2: float, lon2: float, at_ts: float
+        self,
+        lat1: float,
+        lon1: float,
+        lat2: float,
+        lon2: float,
+        at_ts: float,
+        calibrated: bool = True,
     ) -> tuple[float, float, float]:
+        # Free flow is the baseline as it is: nothing learned, nothing to calibrate.
         a, access_a = self._snap(lat1, lon1)
         b, access_b = self._snap(lat2, lon2)
         length, seconds = self._path(a, b)
