@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 
 from sse_starlette import EventSourceResponse
+from sse_starlette.sse import SendTimeoutError
+from starlette.types import Receive, Scope, Send
 
 from gateway.bus import Bus, Predicate, Subscription
 from gateway.metrics import Metrics
@@ -85,9 +88,25 @@ def event_stream(
             finally:
                 clients.n -= 1
 
-    return EventSourceResponse(
+    return _Stream(
+        metrics,
         body(),
         ping=ping_s,
         send_timeout=send_timeout_s,
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no", **(headers or {})},
     )
+
+
+class _Stream(EventSourceResponse):
+    """A client that stops reading is cut off by ``send_timeout``: an expected end,
+    counted in ``fieldtrack_sse_dropped_total``, not an application error."""
+
+    def __init__(self, metrics: Metrics, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        except* SendTimeoutError:
+            self._metrics.sse_dropped.inc()

@@ -138,8 +138,8 @@ async def test_frozen_sse_client_is_cut_off_while_others_keep_receiving(
         reader.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await reader
-    # Cut off by the send timeout, not for overflowing its queue; the node closed it.
-    assert runtime.metrics.sse_dropped.get() == 0
+    # Cut off by the send timeout (counted as dropped), not for overflowing its queue.
+    assert runtime.metrics.sse_dropped.get() == 1
     async with asyncio.timeout(5):
         buffered = await read_to_eof(frozen)
     frozen.close()
@@ -230,7 +230,7 @@ async def test_sse_connect_disconnect_cycles_leak_nothing(
         grown = tracemalloc.get_traced_memory()[0] - traced
     finally:
         tracemalloc.stop()
-    assert len(asyncio.all_tasks()) == tasks
+    assert len(asyncio.all_tasks()) <= tasks  # a transient task of the baseline may be gone
     # Connection pools (Redis, httpx) may hold one more socket per concurrent lane than
     # the warm-up left open; a leak would add one per cycle.
     fds_after = _fd_count()
