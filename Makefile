@@ -44,7 +44,7 @@ browser: install
 	$(BIN)/pytest -q -m browser
 
 # The quick set (under 3 minutes); `python -m bench --list` names every case.
-BENCH_QUICK ?= codec geofence eta_micro ingest
+BENCH_QUICK ?= codec geofence eta_micro eta ingest latency memory redis_store scale loadgen_raw
 bench: install
 	$(BIN)/python -m bench --quick $(BENCH_QUICK)
 
