@@ -8,65 +8,19 @@ broker answers a PINGREQ (loadgen) or the last packet is written (paho).
 
 from __future__ import annotations
 
-import contextlib
 import os
-import shutil
-import socket
-import subprocess
-import tempfile
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import asdict
-from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from simulators.loadgen import run_load
-
-CONF = """listener {port} 127.0.0.1
-allow_anonymous true
-persistence false
-max_queued_messages 0
-max_inflight_messages 0
-"""
-
+from tests.support.procs import mosquitto
 
 PAHO_WINDOW = 20_000
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-@contextlib.contextmanager
-def private_mosquitto() -> Iterator[int]:
-    """A throw-away broker on a free port; yields the port."""
-    binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-    with tempfile.TemporaryDirectory() as tmp:
-        port = _free_port()
-        conf = Path(tmp) / "mosquitto.conf"
-        conf.write_text(CONF.format(port=port), encoding="utf-8")
-        proc = subprocess.Popen(
-            [binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        try:
-            deadline = time.monotonic() + 5
-            while True:
-                with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port)):
-                    break
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise RuntimeError("mosquitto did not start")
-                time.sleep(0.02)
-            yield port
-        finally:
-            proc.terminate()
-            proc.wait(timeout=5)
 
 
 def paho_rate(port: int, messages: int, devices: int, qos: int) -> dict[str, Any]:
@@ -110,7 +64,8 @@ def run(quick: bool) -> dict[str, Any]:
     n_paho = 100_000 if quick else 300_000
     devices = 1000
     out: dict[str, Any] = {"messages": n, "paho_messages": n_paho, "devices": devices}
-    with private_mosquitto() as port:
+    with mosquitto() as broker:
+        port = broker.port
         for qos in (0, 1):
             load = run_load(
                 "127.0.0.1", port, messages=n, devices=devices, qos=qos, batch=1,

@@ -4,32 +4,17 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-import socket
-import subprocess
 import threading
 import time
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-CONF = """listener {port} 127.0.0.1
-allow_anonymous true
-persistence false
-max_queued_messages 0
-max_inflight_messages 0
-"""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+from tests.support.procs import mosquitto as private_mosquitto
 
 
 @dataclass(frozen=True)
@@ -43,28 +28,11 @@ class Broker:
 
 
 @pytest.fixture(scope="session")
-def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
-    binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-    if not Path(binary).exists():
+def mosquitto() -> Iterator[Broker]:
+    if shutil.which("mosquitto") is None:
         pytest.skip("mosquitto is not installed")
-    port = free_port()
-    conf = tmp_path_factory.mktemp("mosquitto") / "mosquitto.conf"
-    conf.write_text(CONF.format(port=port), encoding="utf-8")
-    proc = subprocess.Popen(
-        [binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    try:
-        deadline = time.monotonic() + 5
-        while True:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port)):
-                break
-            assert proc.poll() is None, "mosquitto exited"
-            assert time.monotonic() < deadline, "mosquitto did not start listening"
-            time.sleep(0.02)
-        yield Broker("127.0.0.1", port)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=5)
+    with private_mosquitto() as broker:
+        yield Broker("127.0.0.1", broker.port)
 
 
 @dataclass

@@ -19,8 +19,9 @@ from simulators.cli import (
 )
 from simulators.config import SimConfig
 from simulators.truth import read_truth
+from tests.support.procs import free_port
 
-from .conftest import Broker, free_port
+from .conftest import Broker
 
 
 def parser() -> argparse.ArgumentParser:
