@@ -36,8 +36,6 @@ from gateway.engine import Effects, Engine
 from gateway.learning import ModelKeeper
 from gateway.model import Event, Fix
 from gateway.service import Gateway
-from geofence.errors import FenceError
-from geofence.shapes import fence_from_geojson
 
 log = logging.getLogger("fieldtrack.leader")
 
@@ -178,21 +176,15 @@ def _followed(event: Event) -> bool:
 
 async def fresh_engine(gateway: Gateway) -> Engine:
     engine = Engine(gateway.engine.config, gateway.engine.model)
-    for fence_id, feature in (await gateway.store.list_fences()).items():
-        try:
-            engine.put_fence(fence_from_geojson(fence_id, orjson.loads(feature)))
-        except (FenceError, orjson.JSONDecodeError) as exc:
-            log.error("stored geofence %s no longer loads: %s", fence_id, exc)
+    for fence in (await gateway.stored_fences()).values():
+        engine.put_fence(fence)
     engine.load_jobs(await gateway.store.list_jobs())
     return engine
 
 
 async def reload_fence(gateway: Gateway, engine: Engine, fence_id: str) -> None:
-    feature = (await gateway.store.list_fences()).get(fence_id)
-    if feature is None:
+    fence = (await gateway.stored_fences()).get(fence_id)
+    if fence is None:
         engine.remove_fence(fence_id)
-        return
-    try:
-        engine.put_fence(fence_from_geojson(fence_id, orjson.loads(feature)))
-    except (FenceError, orjson.JSONDecodeError) as exc:
-        log.error("geofence %s no longer loads: %s", fence_id, exc)
+    else:
+        engine.put_fence(fence)

@@ -9,7 +9,6 @@ batch is STYLE §2: decode -> store (dedupe, ordering) -> pure steps -> bus.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import deque
@@ -101,11 +100,8 @@ class Gateway:
         for technician in await self.store.list_technicians():
             for device_id in technician.device_ids:
                 self._owner[device_id] = technician.technician_id
-        for fence_id, feature in (await self.store.list_fences()).items():
-            try:
-                self.engine.put_fence(fence_from_geojson(fence_id, orjson.loads(feature)))
-            except (FenceError, orjson.JSONDecodeError) as exc:
-                log.error("stored geofence %s no longer loads: %s", fence_id, exc)
+        for fence in (await self.stored_fences()).values():
+            self.engine.put_fence(fence)
         self.engine.load_jobs(await self.store.list_jobs())
 
     def technician_of(self, device_id: str) -> str | None:
@@ -335,12 +331,19 @@ class Gateway:
             await self._publish([fence_changed(fence_id, self.clock(), deleted=True)])
         return removed
 
-    async def list_fences(self) -> dict[str, Fence]:
-        """User fences as stored, and the job-site fences of open, assigned jobs."""
+    async def stored_fences(self) -> dict[str, Fence]:
+        """The user fences in the store; one that no longer loads is logged and skipped."""
         fences: dict[str, Fence] = {}
         for fence_id, feature in (await self.store.list_fences()).items():
-            with contextlib.suppress(FenceError, orjson.JSONDecodeError):
+            try:
                 fences[fence_id] = fence_from_geojson(fence_id, orjson.loads(feature))
+            except (FenceError, orjson.JSONDecodeError) as exc:
+                log.error("stored geofence %s no longer loads: %s", fence_id, exc)
+        return fences
+
+    async def list_fences(self) -> dict[str, Fence]:
+        """User fences as stored, and the job-site fences of open, assigned jobs."""
+        fences = await self.stored_fences()
         for job in await self.store.list_jobs():
             site = site_fence(job, self.engine.config.site_dwell_s)
             if site is not None:
