@@ -31,25 +31,40 @@ is at most ~100 m wide whatever its size, exact tests happen only there, and a f
 probes one dict per LADDER resolution in use (usually just 10: every fence up to
 ~2 km across starts there).  A refinement step that would need more than MAX_CELLS
 cells stops early; that fence keeps a coarser border.
+
+**Sub-cells.**  A res-10 border band is ~100 m wide: for a 30-200 m job site that is
+most of the fence, and a fix there would still need an exact test (for a many-sided
+polygon, often a GEOS call on a cold cache, ~1-2 us).  So each border key also
+records, over its 49 descendants SUB_DEPTH = 2 resolutions finer (res 12, ~9 m
+edges), which are inside (no test) and which still need the test; the others hold
+no point of the fence.  They are not keys of their own: the two base-7 digits of
+the fix's leaf below the key (`sub_slot`) pick one of 64 slots, so this costs one
+tuple index per fix and no extra dict (1.2 M res-12 keys for 10 000 fences would
+cost 150 MB; slots, shared between keys, cost a few).  Sub-cells are classified
+from their centres (`_split_by_centres`), cautious by a cell radius: cheap enough
+for thousands per fence.  The exact test then runs only in a ~20 m band.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 import h3.api.basic_int as h3
 import numpy as np
 import numpy.typing as npt
 import shapely
 
-from geofence.geodesy import Geometry, LocalProjection, haversine_m
+from geofence.geodesy import M_PER_DEG, Geometry, LocalProjection, haversine_m
 
 LEAF_RES = 15
 LADDER = (6, 8, 10)  # resolutions of keys: refinement goes two at a time (49 children)
 FINE_RES = LADDER[-1]
 START_CELLS = 256
 MAX_CELLS = 32_768
+SUB_DEPTH = 2  # sub-cells of a border key: its descendants this many resolutions finer
+SUB_MAX_CELLS = 4 * MAX_CELLS
 PROTRUSION = 0.3  # margin as a fraction of the circumradius (measured bound: 0.18)
 RADIUS_SLACK = 1.1  # cells vary in size across a fence up to 50 km wide
 HALO_M = 100.0
@@ -70,6 +85,8 @@ class Cover:
     interior: frozenset[int]
     border: frozenset[int]
     halo: frozenset[int]
+    # border key -> (inside, border) bit masks over its sub-cells (see `sub_slot`)
+    subs: Mapping[int, tuple[int, int]] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.interior) + len(self.border) + len(self.halo)
@@ -160,7 +177,69 @@ def place(geometry: Geometry, start: int | None = None, finest: int = FINE_RES) 
             break
         keys = [int(c) for k in (*near, *around) for c in h3.cell_to_children(k, finer)]
         res = finer
-    return Cover(frozenset(interior), frozenset(border), frozenset(halo))
+    subs = _sub_masks(border, geometry_m, boundary_m, proj)
+    return Cover(frozenset(interior), frozenset(border), frozenset(halo), subs)
+
+
+def sub_slot(leaf: int, res: int) -> int:
+    """Which of its key's 64 sub-cell slots (res + SUB_DEPTH) a res-15 cell falls in."""
+    return (leaf >> (3 * (15 - res - SUB_DEPTH))) & 63
+
+
+def _sub_masks(
+    border: list[int], geometry_m: Geometry, boundary_m: Geometry, proj: LocalProjection
+) -> dict[int, tuple[int, int]]:
+    """For each border key: which sub-cells are inside and which still need a test.
+
+    Sub-cells in neither mask hold no point of the fence.  Keys where every sub-cell
+    needs a test are left out: the key's own check applies, as without sub-cells.
+    """
+    if not border or len(border) * 7**SUB_DEPTH > SUB_MAX_CELLS:
+        return {}
+    masks: dict[int, tuple[int, int]] = {}
+    for res in sorted({resolution_of(k) for k in border}):
+        if res + SUB_DEPTH > LEAF_RES:
+            continue
+        keys = [k for k in border if resolution_of(k) == res]
+        children = [[int(c) for c in h3.cell_to_children(k, res + SUB_DEPTH)] for k in keys]
+        flat = [c for group in children for c in group]
+        inside, near = _split_by_centres(flat, res + SUB_DEPTH, geometry_m, boundary_m, proj)
+        at = 0
+        for key, group in zip(keys, children, strict=True):
+            bits = [1 << sub_slot(c, res) for c in group]
+            ins = sum(b for b, i in zip(bits, inside[at : at + len(group)], strict=True) if i)
+            bor = sum(b for b, n in zip(bits, near[at : at + len(group)], strict=True) if n)
+            at += len(group)
+            if ins or bor != sum(bits):
+                masks[key] = (ins, bor)
+    return masks
+
+
+def _split_by_centres(
+    keys: list[int],
+    res: int,
+    geometry_m: Geometry,
+    boundary_m: Geometry,
+    proj: LocalProjection,
+) -> tuple[list[bool], list[bool]]:
+    """(inside, near) flags of small cells, from their centres: thousands of them, quickly.
+
+    A hexagon lies within its circumradius R of its centre and the points of its key
+    within R + delta, so a centre inside the fence and farther than R + delta from its
+    boundary makes an inside cell, and one within R + delta of the fence a near cell:
+    `_classify`'s answer or a more cautious one (a cell it would call inside may be
+    near).  R is taken as delta / PROTRUSION (the radius with its slack, see margin_m).
+    """
+    delta = margin_m(proj, res)
+    reach = delta / PROTRUSION + delta
+    centres = np.array([h3.cell_to_latlng(k) for k in keys], dtype=np.float64)
+    x = (centres[:, 1] - proj.lon0) * proj.kx
+    y = (centres[:, 0] - proj.lat0) * M_PER_DEG
+    inside_pt = shapely.contains_xy(geometry_m, x, y)
+    close = shapely.dwithin(boundary_m, shapely.points(x, y), reach)  # prepared: fast
+    inside = inside_pt & ~close
+    near = close
+    return inside.tolist(), near.tolist()
 
 
 def margin_m(proj: LocalProjection, res: int) -> float:

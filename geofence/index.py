@@ -4,8 +4,10 @@ Lookup: one h3 call (the fix's res-15 cell), then for each resolution in use one
 dict probe with the derived key (see cells).  A key's entry lists the fences whose
 *interior* holds the whole key (answered without geometry), the probes of those on
 its *border* (confirmed exactly, see placed) and every fence it is near: interior,
-border or halo (the candidates of `crossed`).  Points on a fence's boundary count as
-inside it, i.e. ``shapely.covers`` / ``intersects`` semantics.
+border or halo (the candidates of `crossed`).  A border key's entry also carries 64
+sub-cell entries (see cells: "Sub-cells"): the fix's sub-cell slot picks the one that
+answers, which most of the time needs no exact test either.  Points on a fence's
+boundary count as inside it, i.e. ``shapely.covers`` / ``intersects`` semantics.
 
 Immutability: an update returns a new index sharing almost everything with the old
 one, so readers holding the old reference are never paused.  The key table is split
@@ -36,11 +38,13 @@ _SHARD_BITS = KEY_BITS[_SHARD_RES]
 _LEAF_RES = cells.LEAF_RES
 _CLEAR_RES = ((1 << 64) - 1) ^ (0xF << 52)
 _EMPTY: frozenset[str] = frozenset()
+_ALL_SLOTS = (1 << 64) - 1
 _RADIANS = math.pi / 180.0
 _latlng_to_cell = cells.latlng_to_cell
 
-# (interior fence ids, border checks sorted by fence id, ids of every fence at the key)
-Entry = tuple[frozenset[str], tuple[Check, ...], frozenset[str]]
+# (interior fence ids, border checks sorted by fence id, ids of every fence at the key,
+#  None or the 64 sub-cell entries of a border key: see `_entry`)
+Entry = tuple[frozenset[str], tuple[Check, ...], frozenset[str], "tuple[Entry, ...] | None"]
 _Leaf = dict[int, Entry]
 _Shards = dict[int, _Leaf]
 
@@ -75,8 +79,9 @@ class FenceIndex:
         self._coarse = coarse
         self._res = res_counts
         used = sorted(r for r, n in res_counts.items() if n > 0)
-        self._fine_bits = tuple(KEY_BITS[r] for r in used if r >= _SHARD_RES)
-        self._coarse_bits = tuple(KEY_BITS[r] for r in used if r < _SHARD_RES)
+        # (key bits, shift of the sub-cell slot) per resolution in use
+        self._fine_bits = tuple((KEY_BITS[r], _sub_shift(r)) for r in used if r >= _SHARD_RES)
+        self._coarse_bits = tuple((KEY_BITS[r], _sub_shift(r)) for r in used if r < _SHARD_RES)
         # crossed() samples segments closer than this, so no fence's halo is skipped
         self._spacing = 0.9 * cells.HALO_M
 
@@ -97,16 +102,20 @@ class FenceIndex:
                 roles.setdefault(key, ([], [], []))[2].append(fid)
         # Most keys hold one fence in one role: share one entry object per content.
         shared: dict[tuple[tuple[str, ...], tuple[int, ...], tuple[str, ...]], Entry] = {}
+        subs: dict[tuple[frozenset[str], tuple[int, ...]], Entry] = {}
         shards: _Shards = {}
         coarse: _Leaf = {}
         for key, (interior, border, halo) in roles.items():
             # Per-key checks differ from key to key; probes and id sets are shared.
             sig = (tuple(interior), tuple(id(b) for b in border), tuple(halo))
-            entry = shared.get(sig)
+            masks = tuple(placed[b[0]].cover.subs.get(key) for b in border)
+            entry = None if any(masks) else shared.get(sig)
             if entry is None:
                 inner = frozenset(interior) if interior else _EMPTY
                 near = frozenset((*interior, *sig[2], *(b[0] for b in border)))
-                entry = shared[sig] = (inner, tuple(border), near)
+                entry = _entry(inner, tuple(border), near, masks, subs)
+                if not any(masks):
+                    shared[sig] = entry
             _leaf_for(shards, coarse, key)[key] = entry
         fence_map = {fid: p.fence for fid, p in placed.items()}
         return cls(placed, fence_map, shards, coarse, _count_res(placed.values()))
@@ -127,7 +136,11 @@ class FenceIndex:
         for p in (old, new):
             if p is not None:
                 keys.update(p.cover.interior, p.cover.border, p.cover.halo)
+        placed, fences, res = dict(self._placed), dict(self._fences), dict(self._res)
+        if new is not None:
+            placed[fid] = new
         changes: dict[int, Entry | None] = {}
+        subs: dict[tuple[frozenset[str], tuple[int, ...]], Entry] = {}
         for key in keys:
             entry = self._entry(key)
             if entry is not None and old is not None:
@@ -135,17 +148,21 @@ class FenceIndex:
             role = None if new is None else new.role(key)
             if new is not None and role is not None:
                 entry = _add(entry, new, key, role)
+            if entry is not None:
+                masks = tuple(placed[b[0]].cover.subs.get(key) for b in entry[1])
+                entry = _entry(entry[0], entry[1], entry[2], masks, subs)
             changes[key] = entry
         shards, coarse = _write(self._shards, self._coarse, changes)
-        placed, fences, res = dict(self._placed), dict(self._fences), dict(self._res)
         if old is not None:
             for level in old.levels:
                 res[level] -= 1
-            del placed[fid], fences[fid]
+            del fences[fid]
+            if new is None:
+                del placed[fid]
         if new is not None:
             for level in new.levels:
                 res[level] = res.get(level, 0) + 1
-            placed[fid], fences[fid] = new, new.fence
+            fences[fid] = new.fence
         return FenceIndex(placed, fences, shards, coarse, res)
 
     # --- queries ------------------------------------------------------------------
@@ -176,15 +193,21 @@ class FenceIndex:
         found: frozenset[str] | set[str] = _EMPTY
         table = self._shards.get(base | _SHARD_BITS)
         if table is not None:
-            for bits in self._fine_bits:
+            for bits, shift in self._fine_bits:
                 entry = table.get(base | bits)
                 if entry is not None:
+                    subs = entry[3]
+                    if subs is not None:  # a border key: its sub-cell knows more
+                        entry = subs[(leaf >> shift) & 63]
                     # Common case first: no border to test, nothing found yet -> the
                     # entry's own frozenset is the answer, shared, not copied.
                     found = _collect(found, entry, lon, lat) if found or entry[1] else entry[0]
-        for bits in self._coarse_bits:
+        for bits, shift in self._coarse_bits:
             entry = self._coarse.get(base | bits)
             if entry is not None:
+                subs = entry[3]
+                if subs is not None:
+                    entry = subs[(leaf >> shift) & 63]
                 found = _collect(found, entry, lon, lat)
         return found if type(found) is frozenset else frozenset(found)
 
@@ -286,11 +309,11 @@ class FenceIndex:
         found = _EMPTY
         table = self._shards.get(base | _SHARD_BITS)
         if table is not None:
-            for bits in self._fine_bits:
+            for bits, _ in self._fine_bits:
                 entry = table.get(base | bits)
                 if entry is not None:
                     found = found | entry[2] if found else entry[2]
-        for bits in self._coarse_bits:
+        for bits, _ in self._coarse_bits:
             entry = self._coarse.get(base | bits)
             if entry is not None:
                 found = found | entry[2] if found else entry[2]
@@ -319,7 +342,7 @@ def _collect(
     The three kinds of check (see edges and placed) are written out here because this
     loop is most of the cost of a fix; GEOS decides only what they leave open.
     """
-    interior, border, _ = entry
+    interior, border = entry[0], entry[1]
     hit: list[str] | None = None
     for check in border:
         tag = check[2]
@@ -399,25 +422,80 @@ def _leaf_for(shards: _Shards, coarse: _Leaf, key: int) -> _Leaf:
     return shards.setdefault(cells.key_of(key, _SHARD_RES), {})
 
 
+_NOWHERE: Entry = (_EMPTY, (), _EMPTY, None)
+
+
+def _sub_shift(res: int) -> int:
+    """Shift that brings a res-15 cell's sub-cell slot at a key of `res` to the low bits."""
+    return 3 * max(0, 15 - res - cells.SUB_DEPTH)
+
+
+def _entry(
+    interior: frozenset[str],
+    border: tuple[Check, ...],
+    near: frozenset[str],
+    masks: tuple[tuple[int, int] | None, ...],
+    shared: dict[tuple[frozenset[str], tuple[int, ...]], Entry],
+) -> Entry:
+    """An entry, with sub-cell entries when a border fence has sub-cell masks.
+
+    Sub-cell slot s answers for the points of the key whose res (r + SUB_DEPTH)
+    ancestor has digits s: the key's interior fences, plus those border fences whose
+    mask says the sub-cell is inside, plus the checks of those that still need one.
+    A border fence without masks keeps its check in every slot.
+    """
+    if not any(masks):
+        return (interior, border, near, None)
+    # Split the 64 slots into groups alike for every fence so far, one fence at a time
+    # (bit masks of slots): a handful of groups, whatever the number of fences.
+    groups: list[tuple[int, tuple[str, ...], tuple[Check, ...]]] = [(_ALL_SLOTS, (), ())]
+    for check, mask in zip(border, masks, strict=True):
+        if mask is None:
+            groups = [(g, ins, (*chk, check)) for g, ins, chk in groups]
+            continue
+        inside, tested = mask
+        split = []
+        for g, ins, chk in groups:
+            if g & inside:
+                split.append((g & inside, (*ins, check[0]), chk))
+            if g & tested:
+                split.append((g & tested, ins, (*chk, check)))
+            if g & ~(inside | tested):
+                split.append((g & ~(inside | tested), ins, chk))
+        groups = split
+    slots: list[Entry] = [_NOWHERE] * 64
+    for g, ins, chk in groups:
+        ids = interior | frozenset(ins) if ins else interior
+        sig = (ids, tuple(id(c) for c in chk))
+        sub = shared.get(sig)
+        if sub is None:  # (`near` is read from top-level entries only)
+            sub = shared[sig] = (ids, chk, _EMPTY, None)
+        while g:
+            low = g & -g
+            slots[low.bit_length() - 1] = sub
+            g ^= low
+    return (interior, border, near, tuple(slots))
+
+
 def _drop(entry: Entry, fid: str) -> Entry | None:
-    interior, border, near = entry
+    interior, border, near, _ = entry
     if fid in interior:
         interior = interior - {fid} if len(interior) > 1 else _EMPTY
     border = tuple(b for b in border if b[0] != fid)
     near = near - {fid}
-    return (interior, border, near) if near else None
+    return (interior, border, near, None) if near else None
 
 
 def _add(entry: Entry | None, placed: Placed, key: int, role: int) -> Entry:
-    interior, border, near = entry if entry is not None else (_EMPTY, (), _EMPTY)
+    interior, border, near, _ = entry if entry is not None else (_EMPTY, (), _EMPTY, None)
     fid = placed.fence.fence_id
     near = near | {fid}
     if role == 0:
-        return (interior | {fid}, border, near)
+        return (interior | {fid}, border, near, None)
     if role == 1:
         checks = (*border, placed.check(key))
-        return (interior, tuple(sorted(checks, key=lambda b: str(b[0]))), near)
-    return (interior, border, near)
+        return (interior, tuple(sorted(checks, key=lambda b: str(b[0]))), near, None)
+    return (interior, border, near, None)
 
 
 def _write(

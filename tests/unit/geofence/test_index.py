@@ -162,6 +162,49 @@ def test_region_with_coarse_interior_matches_brute_force(north: float, east: flo
     assert REGION_INDEX.containing(lat, lon) == brute_containing([REGION], lat, lon)
 
 
+SPIKY = star("spiky", 0, 0, 150.0, [1.0, 0.55] * 20)  # 40 vertices: res-10 cells need GEOS
+
+
+def test_sub_cells_leave_exact_tests_to_a_narrow_band(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Points more than ~35 m from the boundary (a res-12 cell and its margin) are
+    answered without GEOS, although most of them lie in res-10 border keys; closer ones
+    still get the exact test, and every answer is brute force's."""
+    import geofence.index as index_module
+    from geofence import cells
+    from geofence.placed import hits_xy as real
+
+    calls: list[tuple[float, float]] = []
+
+    def counting(geom: object, x: float, y: float) -> bool:
+        calls.append((x, y))
+        return real(geom, x, y)
+
+    monkeypatch.setattr(index_module, "hits_xy", counting)
+    index = FenceIndex.build([SPIKY])
+    boundary = shapely.boundary(SPIKY.geometry)
+    rng = random.Random(7)
+    far = near = 0
+    for _ in range(3_000):
+        lat, lon = offset(rng.uniform(-200, 200), rng.uniform(-200, 200))
+        before = len(calls)
+        assert index.containing(lat, lon) == brute_containing([SPIKY], lat, lon)
+        # a lower bound of the metres to the boundary (lon degrees: cos 60.17° > 0.49)
+        gap = float(shapely.distance(boundary, shapely.Point(lon, lat))) * 111_195.0 * 0.49
+        if gap > 35.0:
+            far += 1
+            assert len(calls) == before, f"GEOS called {gap:.0f} m from the boundary"
+        else:
+            near += len(calls) - before
+    assert far > 500 and near > 0  # both kinds of point were met
+    # Without sub-cells, the same far points would be tested exactly.
+    monkeypatch.setattr(cells, "SUB_MAX_CELLS", -1)
+    coarse = FenceIndex.build([SPIKY])
+    calls.clear()
+    for _ in range(300):
+        coarse.containing(*offset(rng.uniform(-60, 60), rng.uniform(-60, 60)))
+    assert calls
+
+
 def test_updates_leave_the_old_index_alone() -> None:
     site = circle_fence("a", *offset(0, 0), 100.0)
     before = FenceIndex.build([site])
