@@ -15,6 +15,13 @@ Two factors are learned from whole trips (``observe_trip``, fed by ``eta.trips``
 detour (path length over straight-line distance) and the stop factor (trip time over moving
 time -- pairs of fixes standing at a light are not speed samples, so this puts that time back).
 
+The detour is also learned per direction of travel (``ModelConfig.detour_sectors`` sectors of
+the axis, A->B and B->A alike), each shrunk toward the all-directions factor: streets laid out
+as a grid make a drive along them nearly straight and one across them up to sqrt(2) longer.
+Whole trips also calibrate the model's own predictions (actual over predicted time), as a
+log-linear function of the straight-line distance: long drives reach faster roads than the
+cells along the straight line suggest, short ones lose more time in starting and parking.
+
 Resolution: H3 res 8 (cells of ~0.74 km², ~0.9 km across). A technician at urban speeds
 crosses one in about 100 s, so a pass yields ~10 samples at typical 5-15 s fix intervals --
 enough for a mean -- while cells are still small enough to tell a ring road from the old
@@ -41,7 +48,7 @@ from typing import Any, Protocol
 
 import h3.api.basic_int as h3
 
-from eta.geo import haversine_m, points_along
+from eta.geo import bearing_deg, haversine_m, points_along
 from eta.stats import lognormal_p10_p90
 
 SNAPSHOT_VERSION = 1
@@ -117,6 +124,10 @@ class ModelConfig:
     p10..p90 (0.5: 65 %). Trips shorter than ``trip_min_straight_m`` or with a ratio above
     ``trip_max_ratio`` (errands, loops) do not teach the detour factor; trips stopped for more
     than ``trip_max_stop_share`` of their time (a break on the way) not the stop factor.
+    ``detour_sectors``: sectors of the travel axis (0-180 degrees, centred on north-south and
+    every 180/n degrees) with their own learned detour factor (0: one for every direction).
+    ``calib_ref_m``: the distance at which the log-distance calibration is centred (it only
+    anchors the fit: a typical urban leg).
     """
 
     cell_res: int = 8
@@ -138,6 +149,8 @@ class ModelConfig:
     trip_min_straight_m: float = 200.0
     trip_max_ratio: float = 3.0
     trip_max_stop_share: float = 0.6
+    detour_sectors: int = 8
+    calib_ref_m: float = 2000.0
     leg_cache_size: int = 4096
 
 
@@ -196,6 +209,44 @@ class _Stat:
         return [self.n, self.mean, self.var]
 
 
+class _Fit:
+    """Weighted EWMA least-squares line y = a + b x: means, variance of x, covariances."""
+
+    __slots__ = ("cxy", "mx", "my", "n", "vxx", "vyy")
+
+    def __init__(self) -> None:
+        self.n = self.mx = self.my = self.vxx = self.cxy = self.vyy = 0.0
+
+    def add(self, x: float, y: float, w: float, alpha: float) -> None:
+        self.n += w
+        a = w / self.n
+        floor = alpha * w
+        if a < floor:
+            a = floor if floor < 1.0 else 1.0
+        dx, dy = x - self.mx, y - self.my
+        self.mx += a * dx
+        self.my += a * dy
+        b = 1.0 - a
+        self.vxx = b * (self.vxx + a * dx * dx)
+        self.cxy = b * (self.cxy + a * dx * dy)
+        self.vyy = b * (self.vyy + a * dy * dy)
+
+    def line(self, w0: float, cap: float) -> tuple[float, float, float, float, float]:
+        """(intercept at mean x, slope, mean x, lowest x, highest x) shrunk by ``w0`` trips.
+
+        Both are shrunk toward 0 (no correction): the intercept like ``_shrink``, the slope
+        as a ridge fit, so a fleet whose trips all have one length learns no slope.
+        """
+        k = self.n if self.n < cap else cap
+        if k <= 0.0:
+            return 0.0, 0.0, 0.0, 0.0, 0.0
+        intercept = k * self.my / (k + w0)
+        slope = k * self.cxy / (k * self.vxx + w0)
+        # The line is not extrapolated beyond two standard deviations of the trips seen.
+        spread = 2.0 * sqrt(self.vxx)
+        return intercept, slope, self.mx, self.mx - spread, self.mx + spread
+
+
 class _Cell:
     """Everything learned about one H3 cell."""
 
@@ -223,8 +274,9 @@ class _Cell:
         self.live_mean += (w / self.live_n) * (v - self.live_mean)
 
 
-_Leg = tuple[float, tuple[tuple[int, float], ...]]
-"""A leg's straight-line length and its sample cells with their area prior speeds."""
+_Leg = tuple[float, int, float, tuple[tuple[int, float], ...]]
+"""A leg's straight-line length, direction sector, log distance for the calibration, and its
+sample cells with their area prior speeds."""
 
 
 def hour_of_week(ts: float, tz_offset_s: float = 0.0) -> int:
@@ -265,14 +317,17 @@ class SpeedModel:
         self.routing = routing
         self._cells: dict[int, _Cell] = {}
         self._detour = _Stat()
+        self._sector_detours = [_Stat() for _ in range(self.config.detour_sectors)]
         self._stops = _Stat()
-        # log(actual trip time / the model's own uncalibrated prediction at departure):
-        # corrects what cells sampled along the straight line get wrong about the roads
-        # really taken (arterials are faster than the cells between them).
-        self._calib = _Stat()
-        self._calib_factor = 1.0
+        # log(actual trip time / the model's own uncalibrated prediction at departure) against
+        # log(straight distance / calib_ref_m): corrects what cells sampled along the straight
+        # line get wrong about the roads really taken (arterials are faster than the cells
+        # between them, and long drives use more of them).
+        self._calib = _Fit()
         self._cap = 1.0 / self.config.alpha
+        self._calib_line = self._calib.line(self.prior.trip_weight, self._cap)
         self._trip_blend = self._blend_trips()
+        self._sector_blend = self._blend_sectors()
         self._legs: dict[tuple[float, float, float, float], _Leg] = {}
 
     # -- learning -----------------------------------------------------------------------
@@ -323,13 +378,15 @@ class SpeedModel:
         duration_s: float | None = None,
         moving_s: float | None = None,
         predicted_s: float | None = None,
+        bearing: float | None = None,
     ) -> None:
         """Learn from one whole trip (``eta.trips`` collects these numbers from fixes).
 
-        The detour factor from the path along its fixes over the endpoint distance; given
+        The detour factor from the path along its fixes over the endpoint distance (and, given
+        the ``bearing`` from start to end in degrees, that of its direction); given
         ``duration_s`` and ``moving_s`` (the time in pairs of fixes ``observe`` learns from),
         also the stop factor, duration over moving time; given ``predicted_s`` (this model's
-        ``travel_mean_sd(..., calibrated=False)`` at departure), the calibration factor.
+        ``travel_mean_sd(..., calibrated=False)`` at departure), the calibration.
         """
         cfg = self.config
         if (
@@ -340,14 +397,16 @@ class SpeedModel:
             and straight_m >= cfg.trip_min_straight_m
         ):
             ratio = min(max(duration_s / predicted_s, 0.33), 3.0)
-            self._calib.add(log(ratio), 1.0, cfg.alpha)
-            self._calib_factor = self._calibration()
+            self._calib.add(log(straight_m / cfg.calib_ref_m), log(ratio), 1.0, cfg.alpha)
+            self._calib_line = self._calib.line(self.prior.trip_weight, self._cap)
         if straight_m < cfg.trip_min_straight_m or travelled_m <= 0.0:
             return
         ratio = travelled_m / straight_m
         if ratio <= cfg.trip_max_ratio:
             # Fixes cut corners, so a straight road can measure a hair under 1.
             self._detour.add(max(1.0, ratio), 1.0, cfg.alpha)
+            if bearing is not None and self._sector_detours:
+                self._sector_detours[self._sector(bearing)].add(max(1.0, ratio), 1.0, cfg.alpha)
         if (
             duration_s is not None
             and moving_s is not None
@@ -356,19 +415,32 @@ class SpeedModel:
         ):
             self._stops.add(duration_s / moving_s, 1.0, cfg.alpha)
         self._trip_blend = self._blend_trips()
+        self._sector_blend = self._blend_sectors()
 
     # -- reading ------------------------------------------------------------------------
 
-    def _calibration(self) -> float:
-        mean, _, _ = _shrink(0.0, 0.0, self.prior.trip_weight, self._calib, self._cap)
-        return exp(mean)
+    def _sector(self, bearing: float) -> int:
+        # Sectors are centred on north-south (0) and every 180/n degrees from it.
+        n = len(self._sector_detours)
+        return int((bearing % 180.0) * n / 180.0 + 0.5) % n
 
-    def calibration(self) -> float:
-        """Factor applied to travel times, learned from whole trips (1.0 until then)."""
-        return self._calib_factor
+    def calibration(self, straight_m: float | None = None) -> float:
+        """Factor applied to travel times, learned from whole trips (1.0 until then): for a leg
+        of ``straight_m`` metres, or without it, at the mean length of the trips seen."""
+        if straight_m is None or straight_m <= 0.0:
+            return exp(self._calib_line[0])
+        return self._calib_at(log(straight_m / self.config.calib_ref_m))
 
-    def detour(self) -> tuple[float, float]:
-        """Current detour factor and its variance (prior blended with learned trips)."""
+    def _calib_at(self, x: float) -> float:
+        intercept, slope, mx, lo, hi = self._calib_line
+        x = lo if x < lo else hi if x > hi else x
+        return exp(intercept + slope * (x - mx))
+
+    def detour(self, bearing: float | None = None) -> tuple[float, float]:
+        """Current detour factor and its variance (prior blended with learned trips); given a
+        ``bearing`` in degrees, that of its direction sector."""
+        if bearing is not None and self._sector_blend:
+            return self._sector_blend[self._sector(bearing)]
         return self._trip_blend[0], self._trip_blend[1]
 
     def stop_factor(self) -> tuple[float, float]:
@@ -384,6 +456,12 @@ class SpeedModel:
         )
         f, f_var, _ = _shrink(p.stop_factor, (p.stop_cv * p.stop_factor) ** 2, w, self._stops, cap)
         return d, d_var, f, f_var
+
+    def _blend_sectors(self) -> list[tuple[float, float]]:
+        """(detour, its variance) per direction sector, each shrunk toward all directions."""
+        d, d_var = self._trip_blend[0], self._trip_blend[1]
+        w, cap = self.prior.trip_weight, self._cap
+        return [_shrink(d, d_var, w, st, cap)[:2] for st in self._sector_detours]
 
     def speed_at(self, lat: float, lon: float, at_ts: float) -> float:
         """Blended mean speed (m/s) at a point and time."""
@@ -413,9 +491,11 @@ class SpeedModel:
         leg = self._legs.get(key)
         if leg is None:
             leg = self._leg(key)
-        straight, samples = leg
+        straight, sector, x, samples = leg
         route = self.routing.route(lat1, lon1, lat2, lon2) if self.routing is not None else None
         d_mean, d_var, stops, s_var = self._trip_blend
+        if sector >= 0:
+            d_mean, d_var = self._sector_blend[sector]
         # Relative variances of the two trip factors add (independent, multiplied).
         cv2 = s_var / (stops * stops)
         override = 0.0
@@ -436,7 +516,7 @@ class SpeedModel:
             sd_mean += ti * mean_cv
         # Pieces of one leg share weather, traffic and driver: their errors add up linearly.
         sd_noise *= self.config.trip_cv_scale
-        scale = stops * (self._calib_factor if calibrated else 1.0)
+        scale = stops * (self._calib_at(x) if calibrated else 1.0)
         t *= scale
         sd = scale * sqrt(sd_noise * sd_noise + sd_mean * sd_mean)
         sd = sqrt(sd * sd + t * t * cv2)
@@ -451,7 +531,12 @@ class SpeedModel:
         for lat, lon in points_along(lat1, lon1, lat2, lon2, n):
             cell_id = h3.latlng_to_cell(lat, lon, cfg.cell_res)
             samples.append((cell_id, self._area_speed(cell_id)))
-        leg = (straight, tuple(samples))
+        # Too short a leg has no direction worth the name: it takes the all-directions detour.
+        sector = -1
+        if self._sector_detours and straight >= cfg.trip_min_straight_m:
+            sector = self._sector(bearing_deg(lat1, lon1, lat2, lon2))
+        x = log(max(straight, 1.0) / cfg.calib_ref_m)
+        leg = (straight, sector, x, tuple(samples))
         if len(self._legs) >= cfg.leg_cache_size:
             # Moving positions fill the cache with one-off legs; start over rather than track age.
             self._legs.clear()
@@ -531,7 +616,11 @@ class SpeedModel:
             "tz_offset_s": self.config.tz_offset_s,
             "detour": self._detour.dump(),
             "stops": self._stops.dump(),
-            "calib": self._calib.dump(),
+            # "calib" keeps the layout of a _Stat (count, mean, variance of the log-ratio), so
+            # older versions still read it as a flat calibration; "calib_x" adds the distance.
+            "calib": [self._calib.n, self._calib.my, self._calib.vyy],
+            "calib_x": [self._calib.mx, self._calib.vxx, self._calib.cxy],
+            "detour_sectors": [st.dump() for st in self._sector_detours],
             "cells": cells,
         }
 
@@ -560,9 +649,14 @@ class SpeedModel:
             model._detour = _load_stat(data["detour"])
             model._stops = _load_stat(data["stops"])
             if "calib" in data:  # snapshots from before calibration have none
-                model._calib = _load_stat(data["calib"])
-                model._calib_factor = model._calibration()
+                model._calib = _load_fit(data["calib"], data.get("calib_x"))
+                model._calib_line = model._calib.line(model.prior.trip_weight, model._cap)
+            sectors = data.get("detour_sectors")
+            # Learned with another number of sectors (or before sectors): learned again.
+            if isinstance(sectors, list) and len(sectors) == len(model._sector_detours):
+                model._sector_detours = [_load_stat(st) for st in sectors]
             model._trip_blend = model._blend_trips()
+            model._sector_blend = model._blend_sectors()
             for key, entry in data["cells"].items():
                 model._cells[h3.str_to_int(key)] = _load_cell(entry)
         except SnapshotError:
@@ -573,18 +667,7 @@ class SpeedModel:
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write a snapshot atomically: a reader or a crash sees the old file or the new one."""
-        target = Path(path)
-        payload = json.dumps(self.snapshot(), separators=(",", ":"))
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(payload)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        save_json(path, self.snapshot())
 
     @classmethod
     def load(
@@ -612,11 +695,39 @@ class SpeedModel:
         return cls.restore(data, prior, config, routing)
 
 
+def save_json(path: str | os.PathLike[str], data: Mapping[str, Any]) -> None:
+    """Write JSON atomically (temporary file, fsync, rename): the old file or the new one."""
+    target = Path(path)
+    payload = json.dumps(data, separators=(",", ":"))
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(payload)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 def _load_stat(raw: Any) -> _Stat:
     n, mean, var = (float(x) for x in raw)
     if n < 0 or var < 0:
         raise ValueError("negative count or variance")
     return _Stat(n, mean, var)
+
+
+def _load_fit(calib: Any, calib_x: Any) -> _Fit:
+    """The calibration fit; without ``calib_x`` (older snapshots), a flat one at calib_ref_m."""
+    fit = _Fit()
+    st = _load_stat(calib)
+    fit.n, fit.my, fit.vyy = st.n, st.mean, st.var
+    if calib_x is not None:
+        fit.mx, fit.vxx, fit.cxy = (float(v) for v in calib_x)
+        if fit.vxx < 0:
+            raise ValueError("negative variance")
+    return fit
 
 
 def _load_cell(entry: Mapping[str, Any]) -> _Cell:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from eta.geo import haversine_m
+from eta.geo import bearing_deg, haversine_m
 from eta.speeds import ModelConfig, SpeedModel
 
 DEFAULT_MODEL_CONFIG = ModelConfig()
@@ -37,6 +37,11 @@ class Trip:
     @property
     def straight_m(self) -> float:
         return haversine_m(self.start_lat, self.start_lon, self.lat, self.lon)
+
+    @property
+    def bearing(self) -> float:
+        """Direction from start to the last counted point, degrees clockwise from north."""
+        return bearing_deg(self.start_lat, self.start_lon, self.lat, self.lon)
 
 
 def begin_trip(lat: float, lon: float, ts: float) -> Trip:
@@ -87,6 +92,6 @@ def finish_trip(
     """
     trip = extend_trip(trip, lat, lon, ts, model.config)
     model.observe_trip(
-        trip.straight_m, trip.travelled_m, trip.duration_s, trip.moving_s, predicted_s
+        trip.straight_m, trip.travelled_m, trip.duration_s, trip.moving_s, predicted_s, trip.bearing
     )
     return trip

@@ -345,3 +345,114 @@ def test_calibration_ignores_short_and_absurd_trips() -> None:
     for _ in range(500):  # a 100x ratio is clamped to 3x
         model.observe_trip(2000.0, 2500.0, predicted_s=10.0, duration_s=1000.0)
     assert model.calibration() == pytest.approx(math.exp(50 / 53 * math.log(3.0)))
+
+
+def east(m: float) -> float:
+    """Longitude ``m`` metres east of LON0 along the parallel of LAT0."""
+    return LON0 + degrees(m / (EARTH_RADIUS_M * math.cos(math.radians(LAT0))))
+
+
+def test_detour_learned_per_direction() -> None:
+    model = SpeedModel(SpeedPrior(10.0))
+    for _ in range(10):
+        model.observe_trip(1000.0, 1100.0, bearing=0.0)  # along the streets
+        model.observe_trip(1000.0, 1400.0, bearing=90.0)  # across them
+    everywhere = (3 * 1.35 + 20 * 1.25) / 23
+    assert model.detour()[0] == pytest.approx(everywhere)
+    north_south = (3 * everywhere + 10 * 1.1) / 13
+    east_west = (3 * everywhere + 10 * 1.4) / 13
+    assert model.detour(0.0)[0] == pytest.approx(north_south)
+    assert model.detour(180.0)[0] == pytest.approx(north_south)  # A->B and B->A alike
+    assert model.detour(269.0)[0] == pytest.approx(east_west)
+    assert model.detour(45.0)[0] == pytest.approx(everywhere)  # no trips: all directions
+    # Legs take the detour of their direction.
+    up = model.travel_time(LAT0, LON0, north(2000.0), LON0, MONDAY_8H)
+    across = model.travel_time(LAT0, LON0, LAT0, east(2000.0), MONDAY_8H)
+    assert up.distance_m == pytest.approx(2000.0 * north_south, rel=1e-6)
+    assert across.distance_m == pytest.approx(2000.0 * east_west, rel=1e-3)
+    # Too short a leg to have a direction: the all-directions factor.
+    short = model.travel_time(LAT0, LON0, north(150.0), LON0, MONDAY_8H)
+    assert short.distance_m == pytest.approx(150.0 * everywhere, rel=1e-6)
+
+
+def test_one_detour_for_all_directions_when_configured() -> None:
+    model = SpeedModel(SpeedPrior(10.0), ModelConfig(detour_sectors=0))
+    model.observe_trip(1000.0, 1100.0, bearing=0.0)
+    assert model.detour(0.0) == model.detour()
+    assert model.snapshot()["detour_sectors"] == []
+
+
+def test_calibration_depends_on_distance() -> None:
+    model = SpeedModel()
+    short, long = 1000.0, 4000.0
+    for _ in range(10):  # short drives take 20 % longer than predicted, long ones 10 % less
+        model.observe_trip(short, 1300.0, predicted_s=100.0, duration_s=120.0)
+        model.observe_trip(long, 5200.0, predicted_s=400.0, duration_s=360.0)
+    x1, x2 = math.log(short / 2000.0), math.log(long / 2000.0)
+    y1, y2 = math.log(1.2), math.log(0.9)
+    mx, my = (x1 + x2) / 2, (y1 + y2) / 2
+    vxx, cxy = ((x2 - x1) / 2) ** 2, (x2 - x1) * (y2 - y1) / 4
+    intercept, slope = 20 * my / 23, 20 * cxy / (20 * vxx + 3)
+    assert model.calibration() == pytest.approx(exp(intercept))
+    assert model.calibration(short) == pytest.approx(exp(intercept + slope * (x1 - mx)))
+    assert model.calibration(long) == pytest.approx(exp(intercept + slope * (x2 - mx)))
+    # Not extrapolated beyond two standard deviations of the trips seen.
+    far = exp(intercept + slope * 2 * sqrt(vxx))
+    assert model.calibration(100_000.0) == pytest.approx(far)
+    leg = (LAT0, LON0, north(long), LON0, MONDAY_8H)
+    raw = model.travel_mean_sd(*leg, calibrated=False)[0]
+    assert model.travel_mean_sd(*leg)[0] == pytest.approx(raw * model.calibration(long))
+    again = SpeedModel.restore(json.loads(json.dumps(model.snapshot())))
+    assert again.calibration(short) == pytest.approx(model.calibration(short))
+
+
+def test_snapshot_keeps_directions_and_distance_calibration() -> None:
+    model = SpeedModel()
+    for i in range(30):
+        model.observe_trip(
+            1000.0 + 100 * i, 1500.0 + 100 * i, 100.0, 90.0, 110.0 + i, bearing=10.0 * i
+        )
+    back = SpeedModel.restore(model.snapshot())
+    assert back.snapshot() == model.snapshot()
+    for b in (0.0, 30.0, 100.0):
+        assert back.detour(b) == model.detour(b)
+    for d in (500.0, 2000.0, 9000.0):
+        assert back.calibration(d) == model.calibration(d)
+
+
+def test_older_snapshots_still_restore() -> None:
+    """Before directions and distance: one detour, a flat calibration stored as a _Stat."""
+    model = SpeedModel()
+    for _ in range(200):
+        model.observe_trip(2000.0, 2700.0, predicted_s=1000.0, duration_s=800.0)
+    old = model.snapshot()
+    del old["calib_x"], old["detour_sectors"]
+    back = SpeedModel.restore(old)
+    flat = math.exp(50 / 53 * math.log(0.8))
+    assert back.calibration() == pytest.approx(flat)
+    assert back.calibration(500.0) == pytest.approx(flat)  # no slope learned yet
+    assert back.detour(90.0) == back.detour()
+    del old["calib"]  # from before calibration
+    assert SpeedModel.restore(old).calibration(500.0) == 1.0
+
+
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        lambda s: s.update(calib_x=[0.0, -1.0, 0.0]),
+        lambda s: s.update(calib_x=[0.0]),
+        lambda s: s.update(detour_sectors=[[1.0, 1.2]] * 8),
+    ],
+)
+def test_restore_rejects_bad_new_fields(mutate: object) -> None:
+    snap = trained().snapshot()
+    mutate(snap)  # type: ignore[operator]
+    with pytest.raises(SnapshotError):
+        SpeedModel.restore(snap)
+
+
+def test_restore_relearns_sectors_of_another_layout() -> None:
+    snap = trained().snapshot()
+    snap["detour_sectors"] = [[5.0, 1.3, 0.01]] * 4  # saved with 4 sectors, now 8
+    back = SpeedModel.restore(snap)
+    assert back.detour(0.0) == back.detour()

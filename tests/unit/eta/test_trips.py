@@ -59,4 +59,9 @@ def test_finish_trip_teaches_detour_and_stops() -> None:
     assert done.travelled_m == pytest.approx(1100.0)
     assert done.straight_m == pytest.approx(900.0)
     assert model.detour()[0] == pytest.approx((3 * 1.0 + 1100 / 900) / 4)
+    # The trip ran north: its direction learned the same ratio, the crossing one nothing.
+    everywhere = model.detour()[0]
+    assert done.bearing == pytest.approx(0.0)
+    assert model.detour(0.0)[0] == pytest.approx((3 * everywhere + 1100 / 900) / 4)
+    assert model.detour(90.0)[0] == pytest.approx(everywhere)
     assert model.stop_factor()[0] == pytest.approx((3 * 1.0 + 170 / 110) / 4)
