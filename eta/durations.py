@@ -8,7 +8,9 @@ fleet, on top of a log-normal prior worth ``prior_weight`` jobs.
 
 It answers two questions for ``estimate_tour``:
 
-* a job not started yet: expected duration and spread, ``planned x E[ratio]``;
+* a job not started yet: expected duration and spread, ``planned x E[ratio]``, and the
+  median ``planned x median(ratio)`` (what a point estimate judged by its absolute error
+  should take: with a tail of overruns the mean is pulled above what most jobs take);
 * a job under way for ``elapsed`` seconds: the expected *rest*, ``E[ratio x planned - elapsed
   | ratio x planned > elapsed]`` -- a job already past its plan is one of the overruns, and
   the histogram says how long those tend to go on.
@@ -89,10 +91,18 @@ class DurationModel:
             / total
         )
         self._ratio = (mean, sqrt(max(0.0, second - mean * mean)))
+        parts = [
+            (a, b, m) for a, b, m in zip(self._edges, self._edges[1:], self._mass, strict=False)
+        ]
+        self._median_ratio = _median(parts, total)
 
     def ratio(self) -> tuple[float, float]:
         """Mean and standard deviation of worked/planned."""
         return self._ratio
+
+    def median_ratio(self) -> float:
+        """Median of worked/planned."""
+        return self._median_ratio
 
     def expected(self, planned_s: float) -> tuple[float, float]:
         """(mean, sd) of the on-site time of a job not started yet."""

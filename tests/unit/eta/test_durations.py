@@ -65,6 +65,13 @@ def test_remaining_is_the_conditional_median(elapsed: float, median_ratio: float
     assert got[0] == pytest.approx(median_ratio * P, abs=0.084 * P)
 
 
+def test_median_ratio() -> None:
+    assert DurationModel().median_ratio() == pytest.approx(0.97, abs=0.02)  # log-normal prior
+    # Four in five on plan: the median is within the bin holding 1.0 (8 % wide).
+    assert bimodal().median_ratio() == pytest.approx(1.0, abs=0.084)
+    assert bimodal().median_ratio() < bimodal().ratio()[0]
+
+
 def test_remaining_spread_grows_at_the_end_of_the_plan() -> None:
     model = bimodal()
     early, late = model.remaining(P, 0.1 * P), model.remaining(P, 0.99 * P)
@@ -78,6 +85,7 @@ def test_snapshot_round_trip() -> None:
     model = bimodal()
     back = DurationModel.restore(model.snapshot(), model.prior)
     assert back.snapshot() == model.snapshot()
+    assert back.median_ratio() == model.median_ratio()
     assert back.ratio() == model.ratio()
 
 

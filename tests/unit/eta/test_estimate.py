@@ -335,13 +335,31 @@ def test_learned_durations_widen_the_spread_but_keep_the_plan() -> None:
 
 def test_learned_durations_move_the_times_when_asked() -> None:
     durations = overrunning_fleet()
-    cfg = EstimateConfig(learned_durations=True)
     tour = [stop("A", 1, "on_site", arrived=-700), stop("B", 3), stop("C", 5)]
+    # Jobs not started take the median ratio; the one under way keeps "plan minus elapsed".
+    cfg = EstimateConfig(learned_durations=True)
+    a, b, c = estimate_tour(NOW, at_km(1), tour, SPREAD, cfg, durations)
+    assert a.remaining_onsite_s == 60.0  # 100 s past its plan: the floor
+    assert b.eta - NOW == pytest.approx(60.0 + 200.0)
+    median_b = 600.0 * durations.median_ratio()
+    assert b.remaining_onsite_s == pytest.approx(median_b)
+    assert c.eta - b.eta == pytest.approx(median_b + 200.0)
+    # The job under way takes its conditional median rest as well.
+    cfg = EstimateConfig(learned_durations=True, learned_remaining=True)
     a, b, c = estimate_tour(NOW, at_km(1), tour, SPREAD, cfg, durations)
     rest = durations.remaining(600.0, 700.0)
     assert rest is not None
     assert a.remaining_onsite_s == pytest.approx(max(rest[0], 60.0))
     assert b.eta - NOW == pytest.approx(a.remaining_onsite_s + 200.0)
-    mean_b = durations.expected(600.0)[0]
-    assert b.remaining_onsite_s == pytest.approx(mean_b)
-    assert c.eta - b.eta == pytest.approx(mean_b + 200.0)
+    assert c.eta - b.eta == pytest.approx(median_b + 200.0)
+
+
+def test_learned_median_not_mean_for_jobs_not_started() -> None:
+    durations = overrunning_fleet()  # three in four on plan, one in four at 1.6 x plan
+    mean, _ = durations.ratio()
+    # The tail pulls the mean up; the median stays with the jobs that keep to their plan.
+    assert durations.median_ratio() < mean
+    assert durations.median_ratio() == pytest.approx(1.0, abs=0.084)  # within a bin
+    cfg = EstimateConfig(learned_durations=True)
+    (a,) = estimate_tour(NOW, at_km(0), [stop("A", 1)], SPREAD, cfg, durations)
+    assert a.departure - a.eta == pytest.approx(600.0 * durations.median_ratio())
