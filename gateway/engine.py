@@ -33,7 +33,15 @@ from eta.delay import (
     reopt_candidate,
     track_stop,
 )
-from eta.estimate import CLOSED_STATES, JobEta, estimate_tour
+from eta.durations import DurationModel
+from eta.estimate import (
+    CLOSED_STATES,
+    ON_SITE_STATES,
+    EstimateConfig,
+    JobEta,
+    estimate_tour,
+    onsite_elapsed_s,
+)
 from eta.speeds import SpeedModel
 from eta.trips import Trip, begin_trip, extend_trip, finish_trip
 from gateway.events import (
@@ -62,11 +70,13 @@ class EngineConfig:
     """``eta_interval_s``: re-estimate a technician's tour at most this often on fixes
     (a status or job change always re-estimates; FACTS: a tour estimate costs ~40 µs).
     ``eta_publish_s``: publish an ETA when it moved at least this much (CONTRACT: 60 s).
-    ``site_dwell_s``: time inside a job site that counts as arrival."""
+    ``site_dwell_s``: time inside a job site that counts as arrival.
+    ``estimate``: the rules of the tour cascade (``eta.estimate.EstimateConfig``)."""
 
     eta_interval_s: float = 10.0
     eta_publish_s: float = 60.0
     site_dwell_s: float = 60.0
+    estimate: EstimateConfig = field(default_factory=EstimateConfig)
     detector: DetectorConfig = field(default_factory=DetectorConfig)
     delay: DelayConfig = field(default_factory=DelayConfig)
 
@@ -109,9 +119,18 @@ class Effects:
 
 
 class Engine:
-    def __init__(self, config: EngineConfig | None = None, model: SpeedModel | None = None):
+    """``model`` learns travel times from fixes and trips; ``durations`` learns how long jobs
+    really take against their plan, from every job that ends ``done`` after an arrival."""
+
+    def __init__(
+        self,
+        config: EngineConfig | None = None,
+        model: SpeedModel | None = None,
+        durations: DurationModel | None = None,
+    ):
         self.config = config or EngineConfig()
         self.model = model or SpeedModel()
+        self.durations = durations or DurationModel()
         self.tours = TourBook()
         self.fences = FenceIndex.build(())
         self.devices: dict[str, DeviceTrack] = {}
@@ -198,6 +217,7 @@ class Engine:
             tech.trip, tech.trip_predicted_s = None, None
         elif job.state == "done":
             out.events.append(notify_event("done", job, now))
+            self._learn_duration(previous, now)
         if job.state in CLOSED_STATES and job.job_id in tech.left_open:
             tech.left_open.discard(job.job_id)
             out.events.append(_left_site_alert(job, now, cleared=True))
@@ -208,6 +228,16 @@ class Engine:
             if remaining:
                 out.extend(self._reoptimize(job.technician_id, now, "cancelled", remaining))
         return out
+
+    def _learn_duration(self, previous: Job, done_at: float) -> None:
+        """Teach the duration model the worked time (arrival to done, pauses excluded)."""
+        if previous.state not in ON_SITE_STATES:
+            return  # done without being on site: no arrival, no worked time
+        stop = tour_stop(previous)
+        if stop.arrived_at is None:
+            return
+        worked = onsite_elapsed_s(stop, done_at)
+        self.durations.observe_job(stop.planned_duration_s, worked)
 
     # -- fixes ------------------------------------------------------------------------
 
@@ -299,7 +329,11 @@ class Engine:
         stops = [tour_stop(j) for j in jobs]
         fix = tech.last_fix
         position = (fix.lat, fix.lon) if fix is not None else None
-        etas = estimate_tour(now, position, stops, self.model) if stops else []
+        etas = (
+            estimate_tour(now, position, stops, self.model, self.config.estimate, self.durations)
+            if stops
+            else []
+        )
         tech.etas = etas
         by_id = {j.job_id: j for j in jobs}
         for e in etas:

@@ -175,7 +175,7 @@ def _followed(event: Event) -> bool:
 
 
 async def fresh_engine(gateway: Gateway) -> Engine:
-    engine = Engine(gateway.engine.config, gateway.engine.model)
+    engine = Engine(gateway.engine.config, gateway.engine.model, gateway.engine.durations)
     for fence in (await gateway.stored_fences()).values():
         engine.put_fence(fence)
     engine.load_jobs(await gateway.store.list_jobs())

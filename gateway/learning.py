@@ -1,9 +1,15 @@
-"""Keep the learned travel-time model across restarts.
+"""Keep what the engine learned across restarts: travel times and job durations.
 
-In memory mode the model is snapshotted to a file (``--eta-snapshot PATH``,
-atomic replace); with Redis it is a blob in Redis, written by the engine
+In memory mode the models are snapshotted to a file (``--eta-snapshot PATH``,
+atomic replace); with Redis they are a blob in Redis, written by the engine
 leader and read by whichever worker leads next. Saved every minute and on
 shutdown, so a crash loses at most a minute of learning.
+
+One JSON object holds both: the ``SpeedModel`` snapshot as it always was, plus a
+``durations`` key with the ``DurationModel``'s. Snapshots from before durations
+were learned load with fresh durations; durations that no longer load (another
+histogram layout) are relearned without giving up the speeds. Older versions of
+the gateway ignore the extra key.
 """
 
 from __future__ import annotations
@@ -13,13 +19,15 @@ import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
-from eta.speeds import SnapshotError, SpeedModel
+from eta.durations import DurationModel
+from eta.speeds import SnapshotError, SpeedModel, save_json
 from gateway.engine import Engine
 
 log = logging.getLogger("fieldtrack.learning")
 BLOB = "eta-model"
+DURATIONS_KEY = "durations"
 SAVE_EVERY_S = 60.0
 
 
@@ -28,8 +36,32 @@ class BlobStore(Protocol):
     async def get_blob(self, name: str) -> bytes | None: ...
 
 
+def snapshot(engine: Engine) -> dict[str, Any]:
+    """Everything the engine learned, as one JSON-serialisable object."""
+    return {**engine.model.snapshot(), DURATIONS_KEY: engine.durations.snapshot()}
+
+
+def restore_into(engine: Engine, data: Any) -> None:
+    """Put a ``snapshot`` (or an older speeds-only one) into the engine.
+
+    Raises SnapshotError if the speed model does not load; the engine is then unchanged.
+    """
+    if not isinstance(data, dict):
+        raise SnapshotError("snapshot is not a JSON object")
+    model = SpeedModel.restore(data, engine.model.prior, engine.model.config, engine.model.routing)
+    durations = engine.durations
+    if DURATIONS_KEY in data:
+        try:
+            durations = DurationModel.restore(data[DURATIONS_KEY], durations.prior)
+        except ValueError as exc:
+            log.error("learned job durations not restored (%s); starting from the prior", exc)
+    else:
+        log.info("snapshot has no learned job durations; starting them from the prior")
+    engine.model, engine.durations = model, durations
+
+
 class ModelKeeper:
-    """Loads the model into an engine at start and saves it periodically."""
+    """Loads the learned models into an engine at start and saves them periodically."""
 
     def __init__(self, path: str | None = None, blobs: BlobStore | None = None) -> None:
         self.path = Path(path) if path else None
@@ -38,14 +70,14 @@ class ModelKeeper:
     async def load_into(self, engine: Engine) -> bool:
         try:
             if self.blobs is not None:
-                data = await self.blobs.get_blob(BLOB)
-                if data is None:
+                raw = await self.blobs.get_blob(BLOB)
+                if raw is None:
                     return False
-                engine.model = SpeedModel.restore(json.loads(data), config=engine.model.config)
             elif self.path is not None and self.path.exists():
-                engine.model = SpeedModel.load(self.path, config=engine.model.config)
+                raw = self.path.read_bytes()
             else:
                 return False
+            restore_into(engine, json.loads(raw))
         except (SnapshotError, ValueError, OSError) as exc:
             # A model that no longer loads is relearned, not fatal.
             log.error("learned ETA model not restored (%s); starting from the prior", exc)
@@ -54,11 +86,11 @@ class ModelKeeper:
         return True
 
     async def save(self, engine: Engine) -> None:
+        data = snapshot(engine)
         if self.blobs is not None:
-            data = json.dumps(engine.model.snapshot(), separators=(",", ":")).encode()
-            await self.blobs.put_blob(BLOB, data)
+            await self.blobs.put_blob(BLOB, json.dumps(data, separators=(",", ":")).encode())
         elif self.path is not None:
-            await asyncio.to_thread(engine.model.save, self.path)
+            await asyncio.to_thread(save_json, self.path, data)
 
     async def keep(self, current: Callable[[], Engine]) -> None:
         """Save every minute, and once more when cancelled (shutdown)."""

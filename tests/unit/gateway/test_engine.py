@@ -20,6 +20,8 @@ import msgspec
 import pytest
 
 from eta.delay import DelayConfig
+from eta.durations import DurationModel, DurationPrior
+from eta.estimate import EstimateConfig
 from eta.geo import EARTH_RADIUS_M, haversine_m
 from eta.speeds import ModelConfig, SpeedModel, SpeedPrior
 from gateway.engine import Effects, Engine, EngineConfig
@@ -494,11 +496,13 @@ def test_golden_overrun_cascade() -> None:
         "overrun_s": 180.0,
     }  # fmt: skip
     late = alerts[("late_risk", "j2")]
+    # The spread of j1's rest comes from the (untaught) duration model's prior: a job past its
+    # plan may end any moment or run on, so a 60-s lateness is likely, not near certain.
     assert {k: late[k] for k in ("severity", "eta", "window_end", "delay_s")} == {
-        "severity": "critical", "eta": T + 1560.0, "window_end": T + 1500.0, "delay_s": 60.0,
+        "severity": "warning", "eta": T + 1560.0, "window_end": T + 1500.0, "delay_s": 60.0,
     }  # fmt: skip
-    assert 0.9 <= late["late_probability"] <= 1.0
-    assert T + 1560 < late["eta_p90"] < T + 1560 + 60
+    assert 0.5 <= late["late_probability"] < 0.9
+    assert T + 1560 + 60 < late["eta_p90"] < T + 1560 + 180
     # Done at last: the overrun clears, j2 is now a plain 300 s drive away.
     done = rig.status("j1", "done", 1600)
     assert briefs(done) == [
@@ -508,6 +512,57 @@ def test_golden_overrun_cascade() -> None:
     ]
     cleared = done[-1]
     assert (cleared["ts"], cleared["elapsed_s"]) == (T + 1600, 780.0)  # the raise's detail
+
+
+class RecordingDurations(DurationModel):
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[tuple[float, float]] = []
+
+    def observe_job(self, planned_s: float, worked_s: float) -> None:
+        self.seen.append((planned_s, worked_s))
+        super().observe_job(planned_s, worked_s)
+
+
+def test_finished_jobs_teach_durations() -> None:
+    rig = Rig()
+    rig.engine.durations = durations = RecordingDurations()
+    rig.job("j1", 0, planned=600.0)
+    rig.job("j2", 3000, seq=1, planned=900.0)
+    rig.job("j3", 6000, seq=2, planned=300.0)
+    rig.job("j4", 9000, seq=3, planned=300.0)
+    rig.status("j1", "on_site", 100)
+    rig.status("j1", "paused", 300)
+    rig.status("j1", "resumed", 420)
+    rig.status("j1", "done", 800)  # 700 s on site, 120 of them paused
+    assert durations.seen == [(600.0, 580.0)]
+    rig.status("j2", "en_route", 810)
+    rig.status("j2", "on_site", 1000)
+    rig.status("j2", "done", 1600)
+    assert durations.seen[1:] == [(900.0, 600.0)]
+    # Closed through the API without ever being on site: nothing worked to learn from.
+    j3 = rig.engine.tours.get("j3")
+    assert j3 is not None
+    rig.engine.job_changed(msgspec.structs.replace(j3, state="done"), T + 1700)
+    rig.status("j4", "on_site", 1800)
+    rig.status("j4", "cancelled", 1900)  # not finished: says nothing about durations
+    assert len(durations.seen) == 2
+    assert durations.jobs == 2
+
+
+def test_engine_cascade_rules_and_learned_durations() -> None:
+    durations = DurationModel(DurationPrior(prior_weight=1e-6, decay=1.0))
+    for _ in range(50):
+        durations.observe_job(600.0, 900.0)  # every job takes half as long again
+    config = EngineConfig(estimate=EstimateConfig(onsite_cv=0.0, learned_durations=True))
+    rig = Rig(config)
+    rig.engine.durations = durations
+    rig.job("j1", 0, seq=1)
+    rig.job("j2", 3000, seq=2)
+    etas = {e["job_id"]: round(e["eta"] - T, 1) for e in rig.fix(0, 0) if e["type"] == "eta"}
+    j1_work = round(600.0 * durations.median_ratio(), 1)
+    assert j1_work == pytest.approx(900.0, abs=0.04 * 900.0)  # within a bin of 1.5
+    assert etas == {"j1": 0.0, "j2": pytest.approx(j1_work + round(leg(0, 3000), 1), abs=0.1)}
 
 
 def test_late_risk_clears_when_the_prediction_recovers() -> None:

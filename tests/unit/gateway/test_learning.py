@@ -1,11 +1,19 @@
-"""The learned ETA model survives a restart: file snapshot (memory mode)."""
+"""What the engine learned survives a restart: file snapshot (memory mode) or a blob (Redis),
+speeds and job durations together; older and damaged snapshots load as far as they can."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+from eta.speeds import SpeedModel
+from gateway.bus import MemoryBus
 from gateway.engine import Engine
-from gateway.learning import ModelKeeper
+from gateway.leader import fresh_engine
+from gateway.learning import ModelKeeper, restore_into, snapshot
+from gateway.metrics import Metrics
+from gateway.service import Gateway
+from gateway.store import MemoryStore
 
 
 def taught_engine() -> Engine:
@@ -14,7 +22,29 @@ def taught_engine() -> Engine:
     for _ in range(60):  # a steady 12 m/s drive north
         engine.model.observe(lat, lon, ts, lat + 0.0005, lon, ts + 4.6)
         lat, ts = lat + 0.0005, ts + 4.6
+    engine.model.observe_trip(3000.0, 3600.0, 400.0, 380.0, 350.0, bearing=5.0)
+    for i in range(30):  # one job in three runs half as long again
+        engine.durations.observe_job(1800.0, (1.5 if i % 3 == 0 else 1.0) * 1800.0)
     return engine
+
+
+class Blobs:
+    """The BlobStore protocol in memory (RedisStore in production)."""
+
+    def __init__(self) -> None:
+        self.blobs: dict[str, bytes] = {}
+
+    async def put_blob(self, name: str, data: bytes) -> None:
+        self.blobs[name] = data
+
+    async def get_blob(self, name: str) -> bytes | None:
+        return self.blobs.get(name)
+
+
+def same_learning(a: Engine, b: Engine) -> bool:
+    return a.model.snapshot() == b.model.snapshot() and (
+        a.durations.snapshot() == b.durations.snapshot()
+    )
 
 
 async def test_snapshot_file_round_trip(tmp_path: Path) -> None:
@@ -23,18 +53,83 @@ async def test_snapshot_file_round_trip(tmp_path: Path) -> None:
     taught = taught_engine()
     await keeper.save(taught)
     fresh = Engine()
-    assert fresh.model.snapshot() != taught.model.snapshot()
+    assert not same_learning(fresh, taught)
     assert await keeper.load_into(fresh) is True
-    assert fresh.model.snapshot() == taught.model.snapshot()
+    assert same_learning(fresh, taught)
     leg = (60.17, 24.94, 60.19, 24.94, 1_800_000_000.0)
     assert fresh.model.travel_time(*leg) == taught.model.travel_time(*leg)
+    assert fresh.durations.remaining(1800.0, 1900.0) == taught.durations.remaining(1800.0, 1900.0)
+
+
+async def test_blob_round_trip() -> None:
+    blobs = Blobs()
+    taught = taught_engine()
+    await ModelKeeper(blobs=blobs).save(taught)
+    assert set(blobs.blobs) == {"eta-model"}
+    successor = Engine()
+    assert await ModelKeeper(blobs=blobs).load_into(successor) is True
+    assert same_learning(successor, taught)
+    assert await ModelKeeper(blobs=Blobs()).load_into(Engine()) is False  # nothing saved yet
+
+
+async def test_speeds_only_snapshot_of_older_versions_loads(tmp_path: Path) -> None:
+    taught = taught_engine()
+    path = tmp_path / "model.json"
+    taught.model.save(path)  # what older versions wrote: the speed model alone
+    engine = Engine()
+    assert await ModelKeeper(path=str(path)).load_into(engine) is True
+    assert engine.model.snapshot() == taught.model.snapshot()
+    assert engine.durations.jobs == 0  # learned again from the prior
+
+
+async def test_damaged_durations_keep_the_speeds(tmp_path: Path) -> None:
+    taught = taught_engine()
+    data = snapshot(taught)
+    data["durations"]["counts"] = [1.0, 2.0]  # another histogram layout
+    path = tmp_path / "model.json"
+    path.write_text(json.dumps(data))
+    engine = Engine()
+    assert await ModelKeeper(path=str(path)).load_into(engine) is True
+    assert engine.model.snapshot() == taught.model.snapshot()
+    assert engine.durations.jobs == 0
+
+
+def test_new_snapshots_stay_readable_as_speed_models() -> None:
+    """A rolled-back gateway reads a newer snapshot: the extra key is ignored."""
+    taught = taught_engine()
+    back = SpeedModel.restore(json.loads(json.dumps(snapshot(taught))))
+    assert back.snapshot() == taught.model.snapshot()
 
 
 async def test_missing_or_corrupt_snapshot_starts_from_the_prior(tmp_path: Path) -> None:
-    prior = Engine().model.snapshot()
+    prior = Engine()
     engine = Engine()
     assert await ModelKeeper(path=str(tmp_path / "absent.json")).load_into(engine) is False
-    bad = tmp_path / "bad.json"
-    bad.write_text("{not json")
-    assert await ModelKeeper(path=str(bad)).load_into(engine) is False
-    assert engine.model.snapshot() == prior
+    for text in ("{not json", "[1, 2]", '{"version": 1}'):
+        bad = tmp_path / "bad.json"
+        bad.write_text(text)
+        assert await ModelKeeper(path=str(bad)).load_into(engine) is False
+    assert same_learning(engine, prior)
+
+
+def test_restore_into_leaves_the_engine_alone_on_failure() -> None:
+    engine = taught_engine()
+    before = snapshot(engine)
+    bad: object
+    for bad in ([], {"version": 99}):
+        try:
+            restore_into(engine, bad)
+        except ValueError:
+            pass
+        else:
+            raise AssertionError(f"{bad!r} restored")
+    assert snapshot(engine) == before
+
+
+async def test_a_new_engine_leader_keeps_learning_durations() -> None:
+    """The leader rebuilds its engine on taking over: the learned models carry over."""
+    gateway = Gateway(MemoryStore(), MemoryBus(), Metrics(), clock=lambda: 0.0)
+    gateway.engine = taught_engine()
+    engine = await fresh_engine(gateway)
+    assert engine.durations is gateway.engine.durations
+    assert engine.model is gateway.engine.model
