@@ -35,14 +35,17 @@ cells stops early; that fence keeps a coarser border.
 **Sub-cells.**  A res-10 border band is ~100 m wide: for a 30-200 m job site that is
 most of the fence, and a fix there would still need an exact test (for a many-sided
 polygon, often a GEOS call on a cold cache, ~1-2 us).  So each border key also
-records, over its 49 descendants SUB_DEPTH = 2 resolutions finer (res 12, ~9 m
+records, over its 343 descendants SUB_DEPTH = 3 resolutions finer (res 13, ~3.5 m
 edges), which are inside (no test) and which still need the test; the others hold
-no point of the fence.  They are not keys of their own: the two base-7 digits of
-the fix's leaf below the key (`sub_slot`) pick one of 64 slots, so this costs one
-tuple index per fix and no extra dict (1.2 M res-12 keys for 10 000 fences would
-cost 150 MB; slots, shared between keys, cost a few).  Sub-cells are classified
-from their centres (`_split_by_centres`), cautious by a cell radius: cheap enough
-for thousands per fence.  The exact test then runs only in a ~20 m band.
+no point of the fence.  They are not keys of their own: the three base-7 digits of
+the fix's leaf below the key (`sub_slot`, 9 bits) pick one of 512 slots of a bytes
+map that names the slot's entry, so this costs two indexings per fix and no extra
+dict (res-13 keys for 10 000 fences would be millions of dict entries; a map costs
+545 bytes per border key).  Sub-cells are classified from their centres
+(`_split_by_centres`), cautious by a cell radius, res 12 first and res 13 only
+under the res-12 cells near the boundary; the fence's inner and outer discs settle
+most of them without GEOS.  The exact test then runs only in a band ~10 m wide.
+The price is build time: ~2x without sub-cells.
 """
 
 from __future__ import annotations
@@ -63,11 +66,13 @@ LADDER = (6, 8, 10)  # resolutions of keys: refinement goes two at a time (49 ch
 FINE_RES = LADDER[-1]
 START_CELLS = 256
 MAX_CELLS = 32_768
-SUB_DEPTH = 2  # sub-cells of a border key: its descendants this many resolutions finer
+SUB_DEPTH = 3  # sub-cells of a border key: its descendants this many resolutions finer
+SLOTS = 1 << (3 * SUB_DEPTH)  # slots per border key: SUB_DEPTH base-7 digits, 3 bits each
 SUB_MAX_CELLS = 4 * MAX_CELLS
 PROTRUSION = 0.3  # margin as a fraction of the circumradius (measured bound: 0.18)
 RADIUS_SLACK = 1.1  # cells vary in size across a fence up to 50 km wide
 HALO_M = 100.0
+_SAFETY = 1e-7  # relative margin on disc radii, clear of rounding
 
 _RES_FIELD = 0xF << 52
 _CLEAR_RES = ((1 << 64) - 1) ^ _RES_FIELD
@@ -181,9 +186,22 @@ def place(geometry: Geometry, start: int | None = None, finest: int = FINE_RES) 
     return Cover(frozenset(interior), frozenset(border), frozenset(halo), subs)
 
 
+def disc_m(geometry_m: Geometry) -> tuple[float, float, float, float]:
+    """(x, y, r_in, r_out) in metres: the geometry holds the disc of radius r_in around
+    its centroid (0 if the centroid is outside it) and lies within the one of r_out."""
+    centre = shapely.centroid(geometry_m)
+    x, y = float(shapely.get_x(centre)), float(shapely.get_y(centre))
+    r_in = 0.0
+    if shapely.contains(geometry_m, centre):
+        r_in = float(shapely.distance(centre, shapely.boundary(geometry_m)))
+    coords = shapely.get_coordinates(geometry_m)
+    r_out = float(np.hypot(coords[:, 0] - x, coords[:, 1] - y).max())
+    return x, y, r_in, r_out
+
+
 def sub_slot(leaf: int, res: int) -> int:
-    """Which of its key's 64 sub-cell slots (res + SUB_DEPTH) a res-15 cell falls in."""
-    return (leaf >> (3 * (15 - res - SUB_DEPTH))) & 63
+    """Which of its key's SLOTS sub-cell slots a res-15 cell falls in: its next 3 digits."""
+    return (leaf >> (3 * (15 - res - SUB_DEPTH))) & (SLOTS - 1)
 
 
 def _sub_masks(
@@ -191,37 +209,84 @@ def _sub_masks(
 ) -> dict[int, tuple[int, int]]:
     """For each border key: which sub-cells are inside and which still need a test.
 
-    Sub-cells in neither mask hold no point of the fence.  Keys where every sub-cell
-    needs a test are left out: the key's own check applies, as without sub-cells.
+    Bit s of a mask is sub-cell slot s.  Sub-cells in neither mask hold no point of
+    the fence.  Keys where every sub-cell needs a test are left out: the key's own
+    check applies, as without sub-cells.  Classified two levels at a time, then one:
+    only the res + 2 cells near the boundary have their 7 children looked at.
     """
-    if not border or len(border) * 7**SUB_DEPTH > SUB_MAX_CELLS:
+    if not border or len(border) * 49 > SUB_MAX_CELLS:
         return {}
+    disc = disc_m(geometry_m)
     masks: dict[int, tuple[int, int]] = {}
     for res in sorted({resolution_of(k) for k in border}):
         if res + SUB_DEPTH > LEAF_RES:
             continue
         keys = [k for k in border if resolution_of(k) == res]
-        children = [[int(c) for c in h3.cell_to_children(k, res + SUB_DEPTH)] for k in keys]
-        flat = [c for group in children for c in group]
-        inside, near = _split_by_centres(flat, res + SUB_DEPTH, geometry_m, boundary_m, proj)
-        at = 0
-        for key, group in zip(keys, children, strict=True):
-            bits = [1 << sub_slot(c, res) for c in group]
-            ins = sum(b for b, i in zip(bits, inside[at : at + len(group)], strict=True) if i)
-            bor = sum(b for b, n in zip(bits, near[at : at + len(group)], strict=True) if n)
-            at += len(group)
-            if ins or bor != sum(bits):
-                masks[key] = (ins, bor)
+        mid, mid_of = descendants(keys, res, 2)
+        inside, near = _split_by_centres(mid, res + 2, geometry_m, boundary_m, proj, disc)
+        fine, fine_of_mid = descendants(mid[near].tolist(), res + 2, 1)
+        fine_of = mid_of[near][fine_of_mid]
+        f_inside, f_near = _split_by_centres(fine, res + 3, geometry_m, boundary_m, proj, disc)
+        ins = np.zeros((len(keys), SLOTS), dtype=bool)
+        tested = np.zeros((len(keys), SLOTS), dtype=bool)
+        gain = np.zeros(len(keys), dtype=bool)
+        gain[mid_of[~near]] = True  # inside or out: none of its 8 slots needs a test
+        gain[fine_of[~f_near]] = True
+        pairs = ((mid[inside] >> np.uint64(3 * (13 - res))) & np.uint64(63)).astype(np.int64)
+        ins[mid_of[inside][:, None], pairs[:, None] * 8 + np.arange(8)] = True
+        slots = ((fine >> np.uint64(3 * (12 - res))) & np.uint64(SLOTS - 1)).astype(np.int64)
+        ins[fine_of[f_inside], slots[f_inside]] = True
+        tested[fine_of[f_near], slots[f_near]] = True
+        ins_bytes = np.packbits(ins, axis=1, bitorder="little")
+        tested_bytes = np.packbits(tested, axis=1, bitorder="little")
+        for i in np.flatnonzero(gain).tolist():
+            masks[keys[i]] = (
+                int.from_bytes(ins_bytes[i].tobytes(), "little"),
+                int.from_bytes(tested_bytes[i].tobytes(), "little"),
+            )
     return masks
 
 
+def descendants(
+    cells: list[int], res: int, depth: int
+) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.intp]]:
+    """The descendants `depth` resolutions finer of cells at `res`, and their parents' indices.
+
+    Integer operations: a hexagon's descendants are the cell with each of the next
+    `depth` digits set to 0..6.  Pentagons skip a digit, so h3 lists theirs.
+    """
+    if any(h3.is_pentagon(c) for c in cells):
+        groups = [h3.cell_to_children(c, res + depth) for c in cells]
+        children = np.array([c for g in groups for c in g], dtype=np.uint64)
+        parents = np.repeat(np.arange(len(cells)), [len(g) for g in groups])
+        return children, parents
+    shifts = [3 * (15 - res - i) for i in range(1, depth + 1)]
+    digits = sum(7 << s for s in shifts)
+    base = np.array(cells, dtype=np.uint64) & np.uint64(_CLEAR_RES & ~digits)
+    base |= np.uint64((res + depth) << 52)
+    offsets = np.array(
+        [sum(d << s for d, s in zip(ds, shifts, strict=True)) for ds in _digit_tuples(depth)],
+        dtype=np.uint64,
+    )
+    children = (base[:, None] | offsets[None, :]).ravel()
+    return children, np.repeat(np.arange(len(cells)), len(offsets))
+
+
+def _digit_tuples(depth: int) -> list[tuple[int, ...]]:
+    out: list[tuple[int, ...]] = [()]
+    for _ in range(depth):
+        out = [(*t, d) for t in out for d in range(7)]
+    return out
+
+
 def _split_by_centres(
-    keys: list[int],
+    keys: npt.NDArray[np.uint64],
     res: int,
     geometry_m: Geometry,
     boundary_m: Geometry,
     proj: LocalProjection,
-) -> tuple[list[bool], list[bool]]:
+    disc: tuple[float, float, float, float],
+) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
     """(inside, near) flags of small cells, from their centres: thousands of them, quickly.
 
     A hexagon lies within its circumradius R of its centre and the points of its key
@@ -229,17 +294,27 @@ def _split_by_centres(
     boundary makes an inside cell, and one within R + delta of the fence a near cell:
     `_classify`'s answer or a more cautious one (a cell it would call inside may be
     near).  R is taken as delta / PROTRUSION (the radius with its slack, see margin_m).
+    The fence's `disc_m` settles most cells without GEOS: those well within r_in, or
+    beyond r_out; a circle's boundary lies between the two, so its other cells are near.
     """
     delta = margin_m(proj, res)
     reach = delta / PROTRUSION + delta
-    centres = np.array([h3.cell_to_latlng(k) for k in keys], dtype=np.float64)
+    centres = np.array([h3.cell_to_latlng(k) for k in keys.tolist()], dtype=np.float64).reshape(
+        -1, 2
+    )
     x = (centres[:, 1] - proj.lon0) * proj.kx
     y = (centres[:, 0] - proj.lat0) * M_PER_DEG
-    inside_pt = shapely.contains_xy(geometry_m, x, y)
-    close = shapely.dwithin(boundary_m, shapely.points(x, y), reach)  # prepared: fast
-    inside = inside_pt & ~close
-    near = close
-    return inside.tolist(), near.tolist()
+    cx, cy, r_in, r_out = disc
+    d = np.hypot(x - cx, y - cy)
+    inside = d + reach < r_in * (1.0 - _SAFETY)
+    near = ~inside & (d - reach <= r_out * (1.0 + _SAFETY))
+    if r_out - r_in > 0.25 * reach:  # not a circle: GEOS decides between the discs
+        ask = np.flatnonzero(near)
+        pts = shapely.points(x[ask], y[ask])
+        close = shapely.dwithin(boundary_m, pts, reach)  # prepared: fast
+        inside[ask] = shapely.contains_xy(geometry_m, x[ask], y[ask]) & ~close
+        near[ask] = close
+    return inside, near
 
 
 def margin_m(proj: LocalProjection, res: int) -> float:

@@ -4,9 +4,9 @@ Lookup: one h3 call (the fix's res-15 cell), then for each resolution in use one
 dict probe with the derived key (see cells).  A key's entry lists the fences whose
 *interior* holds the whole key (answered without geometry), the probes of those on
 its *border* (confirmed exactly, see placed) and every fence it is near: interior,
-border or halo (the candidates of `crossed`).  A border key's entry also carries 64
-sub-cell entries (see cells: "Sub-cells"): the fix's sub-cell slot picks the one that
-answers, which most of the time needs no exact test either.  Points on a fence's
+border or halo (the candidates of `crossed`).  A border key's entry also carries a
+sub-cell map (see cells: "Sub-cells"): the fix's slot picks the entry that answers,
+which most of the time needs no exact test either.  Points on a fence's
 boundary count as inside it, i.e. ``shapely.covers`` / ``intersects`` semantics.
 
 Immutability: an update returns a new index sharing almost everything with the old
@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterable, Mapping
 from collections.abc import Set as AbstractSet
 from types import MappingProxyType
 
+import numpy as np
 import shapely
 
 from geofence import cells
@@ -38,13 +39,16 @@ _SHARD_BITS = KEY_BITS[_SHARD_RES]
 _LEAF_RES = cells.LEAF_RES
 _CLEAR_RES = ((1 << 64) - 1) ^ (0xF << 52)
 _EMPTY: frozenset[str] = frozenset()
-_ALL_SLOTS = (1 << 64) - 1
+_ALL_SLOTS = (1 << cells.SLOTS) - 1
+_SLOT_MASK = cells.SLOTS - 1
 _RADIANS = math.pi / 180.0
 _latlng_to_cell = cells.latlng_to_cell
 
 # (interior fence ids, border checks sorted by fence id, ids of every fence at the key,
-#  None or the 64 sub-cell entries of a border key: see `_entry`)
-Entry = tuple[frozenset[str], tuple[Check, ...], frozenset[str], "tuple[Entry, ...] | None"]
+#  for a border key with sub-cells: slot -> index of its entry (bytes), those entries)
+Entry = tuple[
+    frozenset[str], tuple[Check, ...], frozenset[str], bytes | None, "tuple[Entry, ...] | None"
+]
 _Leaf = dict[int, Entry]
 _Shards = dict[int, _Leaf]
 
@@ -196,18 +200,18 @@ class FenceIndex:
             for bits, shift in self._fine_bits:
                 entry = table.get(base | bits)
                 if entry is not None:
-                    subs = entry[3]
-                    if subs is not None:  # a border key: its sub-cell knows more
-                        entry = subs[(leaf >> shift) & 63]
+                    slots = entry[3]
+                    if slots is not None:  # a border key: its sub-cell knows more
+                        entry = entry[4][slots[(leaf >> shift) & _SLOT_MASK]]  # type: ignore[index]
                     # Common case first: no border to test, nothing found yet -> the
                     # entry's own frozenset is the answer, shared, not copied.
                     found = _collect(found, entry, lon, lat) if found or entry[1] else entry[0]
         for bits, shift in self._coarse_bits:
             entry = self._coarse.get(base | bits)
             if entry is not None:
-                subs = entry[3]
-                if subs is not None:
-                    entry = subs[(leaf >> shift) & 63]
+                slots = entry[3]
+                if slots is not None:
+                    entry = entry[4][slots[(leaf >> shift) & _SLOT_MASK]]  # type: ignore[index]
                 found = _collect(found, entry, lon, lat)
         return found if type(found) is frozenset else frozenset(found)
 
@@ -422,7 +426,7 @@ def _leaf_for(shards: _Shards, coarse: _Leaf, key: int) -> _Leaf:
     return shards.setdefault(cells.key_of(key, _SHARD_RES), {})
 
 
-_NOWHERE: Entry = (_EMPTY, (), _EMPTY, None)
+_NOWHERE: Entry = (_EMPTY, (), _EMPTY, None, None)
 
 
 def _sub_shift(res: int) -> int:
@@ -445,8 +449,8 @@ def _entry(
     A border fence without masks keeps its check in every slot.
     """
     if not any(masks):
-        return (interior, border, near, None)
-    # Split the 64 slots into groups alike for every fence so far, one fence at a time
+        return (interior, border, near, None, None)
+    # Split the slots into groups alike for every fence so far, one fence at a time
     # (bit masks of slots): a handful of groups, whatever the number of fences.
     groups: list[tuple[int, tuple[str, ...], tuple[Check, ...]]] = [(_ALL_SLOTS, (), ())]
     for check, mask in zip(border, masks, strict=True):
@@ -463,39 +467,41 @@ def _entry(
             if g & ~(inside | tested):
                 split.append((g & ~(inside | tested), ins, chk))
         groups = split
-    slots: list[Entry] = [_NOWHERE] * 64
+    if len(groups) > 256:  # one byte per slot; never met by real fences
+        return (interior, border, near, None, None)
+    slot_map = np.zeros(cells.SLOTS, dtype=np.uint8)
+    subs: list[Entry] = []
     for g, ins, chk in groups:
         ids = interior | frozenset(ins) if ins else interior
         sig = (ids, tuple(id(c) for c in chk))
         sub = shared.get(sig)
         if sub is None:  # (`near` is read from top-level entries only)
-            sub = shared[sig] = (ids, chk, _EMPTY, None)
-        while g:
-            low = g & -g
-            slots[low.bit_length() - 1] = sub
-            g ^= low
-    return (interior, border, near, tuple(slots))
+            sub = shared[sig] = (ids, chk, _EMPTY, None, None)
+        bits = np.frombuffer(g.to_bytes(cells.SLOTS // 8, "little"), dtype=np.uint8)
+        slot_map[np.unpackbits(bits, bitorder="little").astype(bool)] = len(subs)
+        subs.append(sub)
+    return (interior, border, near, slot_map.tobytes(), tuple(subs))
 
 
 def _drop(entry: Entry, fid: str) -> Entry | None:
-    interior, border, near, _ = entry
+    interior, border, near = entry[0], entry[1], entry[2]
     if fid in interior:
         interior = interior - {fid} if len(interior) > 1 else _EMPTY
     border = tuple(b for b in border if b[0] != fid)
     near = near - {fid}
-    return (interior, border, near, None) if near else None
+    return (interior, border, near, None, None) if near else None
 
 
 def _add(entry: Entry | None, placed: Placed, key: int, role: int) -> Entry:
-    interior, border, near, _ = entry if entry is not None else (_EMPTY, (), _EMPTY, None)
+    interior, border, near = (_EMPTY, (), _EMPTY) if entry is None else entry[:3]
     fid = placed.fence.fence_id
     near = near | {fid}
     if role == 0:
-        return (interior | {fid}, border, near, None)
+        return (interior | {fid}, border, near, None, None)
     if role == 1:
         checks = (*border, placed.check(key))
-        return (interior, tuple(sorted(checks, key=lambda b: str(b[0]))), near, None)
-    return (interior, border, near, None)
+        return (interior, tuple(sorted(checks, key=lambda b: str(b[0]))), near, None, None)
+    return (interior, border, near, None, None)
 
 
 def _write(

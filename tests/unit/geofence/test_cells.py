@@ -129,3 +129,32 @@ def test_tables() -> None:
     assert cells.EDGE_M[10] == pytest.approx(75.86, abs=0.01)
     assert cells.AREA_M2[10] == pytest.approx(15_047.5, abs=1.0)
     assert cells.LADDER == (6, 8, 10) and cells.HALO_M == 100.0
+
+
+@pytest.mark.parametrize("depth", [1, 2, 3])
+@pytest.mark.parametrize(
+    "cell",
+    [
+        h3.latlng_to_cell(*ORIGIN, 10),  # a hexagon
+        h3.latlng_to_cell(*ORIGIN, 7),
+        next(c for c in h3.get_pentagons(9)),  # pentagons skip a digit: h3's own answer
+    ],
+)
+def test_descendants_are_h3s_children(cell: int, depth: int) -> None:
+    res = cells.resolution_of(cell)
+    children, parents = cells.descendants([cell, cell], res, depth)
+    expected = sorted(int(c) for c in h3.cell_to_children(cell, res + depth))
+    assert sorted(children[parents == 0].tolist()) == expected
+    assert sorted(children[parents == 1].tolist()) == expected
+
+
+def test_sub_slot_is_the_leaf_digits_below_the_key() -> None:
+    """Every point of a sub-cell maps to its slot, and the 343 sub-cells to distinct slots."""
+    key = h3.latlng_to_cell(*ORIGIN, 10)
+    seen = set()
+    for child in h3.cell_to_children(key, 10 + cells.SUB_DEPTH):
+        slot = cells.sub_slot(child, 10)
+        for leaf in h3.cell_to_children(child, 15)[::7]:  # a sample of its points
+            assert cells.sub_slot(leaf, 10) == slot
+        seen.add(slot)
+    assert len(seen) == 7**cells.SUB_DEPTH and max(seen) < cells.SLOTS
