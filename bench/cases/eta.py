@@ -15,7 +15,14 @@ technician's last fix, with another travel model: constant speed (straight line 
 8.3 m/s: ``SpeedModel`` with nothing learned) and free flow (shortest path on the road
 graph at the speed limits, an "OSRM-like" router). ``gateway_fresh`` is the learned model
 in that same harness -- the gateway's estimate at exactly T - H rather than its last
-published one. Errors are split into travel and on-site parts (``bench.eta_scoring``).
+published one, with the engine's own cascade rules and learned job durations. Errors are
+split into travel and on-site parts (``bench.eta_scoring``).
+
+Two more rows show what learned on-site times would change (``EstimateConfig``
+``learned_durations`` and ``learned_remaining``: median worked/planned ratio for jobs not
+started, conditional median rest for a job under way), which the gateway does not use by
+default: ``learned_onsite`` with the gateway's travel model, ``free_flow_learned_onsite``
+with the free-flow router. The baselines themselves always plan on-site time by the plan.
 
 A prediction is scored when the gateway had published an ETA for the job before T - H
 (the first job of a day is often reached within 30 minutes of the first fix); the
@@ -51,7 +58,8 @@ from bench.eta_scoring import (
     split_error,
     split_stats,
 )
-from eta.estimate import ON_SITE_STATES, estimate_tour
+from eta.durations import DurationModel
+from eta.estimate import ON_SITE_STATES, EstimateConfig, estimate_tour
 from eta.geo import haversine_m
 from eta.speeds import SpeedModel
 from gateway.bus import MemoryBus
@@ -80,7 +88,15 @@ HORIZONS_S = (1800.0, 600.0)
 TICK_S = 30.0
 GOAL = 0.3  # issue 5: ETA MAE at least 30 % below the free-flow baseline
 ACCESS_MPS = 30.0 / 3.6  # free flow from a point to its snapped road node
-MODELS = ("gateway", "gateway_fresh", "constant", "free_flow")
+MODELS = (
+    "gateway",
+    "gateway_fresh",
+    "constant",
+    "free_flow",
+    "learned_onsite",
+    "free_flow_learned_onsite",
+)
+LEARNED_ONSITE = EstimateConfig(learned_durations=True, learned_remaining=True)
 
 
 # The simulator's fleet, with 90-minute appointment windows: its 2-hour default leaves ~1.5 %
@@ -218,6 +234,9 @@ class Scores:
             "improvement_vs_free_flow": improvement(gw, ff),
             "improvement_vs_free_flow_fresh": improvement(stats["gateway_fresh"]["mae_s"], ff),
             "improvement_vs_constant": improvement(gw, stats["constant"]["mae_s"]),
+            "improvement_vs_free_flow_learned_onsite": improvement(
+                stats["learned_onsite"]["mae_s"], ff
+            ),
             "error_split": {m: split_stats(self.parts.get((horizon, m), [])) for m in MODELS[1:]},
             "gateway_by_situation": {
                 "heading_there": error_stats(self.next_stop.get((horizon, True), [])),
@@ -235,10 +254,16 @@ class Replay:
         self.gateway = Gateway(
             MemoryStore(history_per_device=2_000), self.bus, Metrics(), clock=lambda: self.now
         )
-        self.models: dict[str, SpeedModel] = {
-            "gateway_fresh": self.gateway.engine.model,
-            "constant": SpeedModel(),
-            "free_flow": FreeFlowModel(graph),
+        engine = self.gateway.engine
+        free_flow = FreeFlowModel(graph)
+        plain = EstimateConfig()
+        # name -> (travel model, cascade rules, learned durations or None)
+        self.models: dict[str, tuple[SpeedModel, EstimateConfig, DurationModel | None]] = {
+            "gateway_fresh": (engine.model, engine.config.estimate, engine.durations),
+            "constant": (SpeedModel(), plain, None),
+            "free_flow": (free_flow, plain, None),
+            "learned_onsite": (engine.model, LEARNED_ONSITE, engine.durations),
+            "free_flow_learned_onsite": (free_flow, LEARNED_ONSITE, engine.durations),
         }
         self.tick_s = tick_s
         self.next_tick = 0.0
@@ -326,9 +351,9 @@ class Replay:
         cascades = {
             name: [
                 PredictedStop(e.job_id, e.eta, e.departure, e.job_id in on_site)
-                for e in estimate_tour(now, (fix.lat, fix.lon), stops, model)
+                for e in estimate_tour(now, (fix.lat, fix.lon), stops, model, cfg, durations)
             ]
-            for name, model in self.models.items()
+            for name, (model, cfg, durations) in self.models.items()
         }
         if not any(p.job_id == job.job_id for p in cascades["free_flow"]):
             self.scores.skipped["not_in_tour"] += 1
@@ -391,6 +416,7 @@ def run(quick: bool) -> dict[str, Any]:
     scored = replay.scored_jobs
     horizons = {f"T-{h / 60:g}min": replay.scores.report(h) for h in HORIZONS_S}
     model = replay.gateway.engine.model
+    sectors = max(1, model.config.detour_sectors)
     return {
         "setup": _setup(plan, graph),
         "jobs_on_scored_days": len(scored),
@@ -407,6 +433,18 @@ def run(quick: bool) -> dict[str, Any]:
             "cells": model.cell_count,
             "detour": round(model.detour()[0], 3),
             "stop_factor": round(model.stop_factor()[0], 3),
+            "detour_by_direction": {
+                f"{b:g}deg": round(model.detour(b)[0], 3)
+                for b in (k * 180 / sectors for k in range(sectors))
+            },
+            "calibration_by_distance": {
+                f"{d}m": round(model.calibration(d), 3) for d in (500, 1000, 2000, 4000, 8000)
+            },
+            "job_durations": {
+                "jobs": replay.gateway.engine.durations.jobs,
+                "median_ratio": round(replay.gateway.engine.durations.median_ratio(), 3),
+                "mean_ratio": round(replay.gateway.engine.durations.ratio()[0], 3),
+            },
         },
         "counts": dict(replay.counts),
         "timing_s": {k: round(v, 2) for k, v in timings.items()},
