@@ -28,6 +28,7 @@ import asyncio
 import base64
 import logging
 import random
+import socket
 import ssl
 import time
 from collections.abc import Sequence
@@ -46,6 +47,33 @@ from gateway.service import BatchResult, DeadLetter, Gateway, Inbound
 from gateway.settings import Settings
 
 log = logging.getLogger("fieldtrack.ingest")
+SOCKET_WATCH_S = 1.0  # see _watch_socket
+
+
+async def _watch_socket(client: aiomqtt.Client, every_s: float = SOCKET_WATCH_S) -> None:
+    """Raise MqttError when the connection's socket has lost its peer.
+
+    With uvloop, when the broker goes away mid-stream (a Mosquitto restart while
+    acknowledgements are being written) the poll handle of the connection can end up
+    closed ("unable to perform operation on <UVPoll closed=True>" from aiomqtt's
+    add_writer): paho then never reads the EOF, believes it is connected, and nothing
+    is ingested until a keep-alive timeout, if ever.  A TCP socket whose connection
+    is gone has no peer address any more, so asking for it once per `every_s` tells
+    without reading from the socket; `run` then reconnects.  The client is marked
+    disconnected first: a graceful DISCONNECT over the dead link would wait forever.
+    """
+    paho_client = client._client
+    while True:
+        await asyncio.sleep(every_s)
+        sock = paho_client.socket()
+        if not isinstance(sock, socket.socket):
+            continue
+        try:
+            sock.getpeername()
+        except OSError as exc:
+            if not client._disconnected.done():
+                client._disconnected.set_result(None)
+            raise aiomqtt.MqttError(f"MQTT connection lost ({exc.strerror})") from exc
 
 
 class _StampingQueue(asyncio.Queue[aiomqtt.Message]):
@@ -154,6 +182,7 @@ class MqttIngest:
         log.info("subscribed to %s", ", ".join(topics))
         async with asyncio.TaskGroup() as tg:
             tg.create_task(self._outbox(client), name="mqtt-outbox")
+            tg.create_task(_watch_socket(client), name="mqtt-socket-watch")
             await self._receive(client)
 
     async def _receive(self, client: aiomqtt.Client) -> None:
