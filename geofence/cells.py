@@ -106,6 +106,12 @@ class Cover:
 latlng_to_cell = h3.latlng_to_cell
 
 
+def cell_centre(cell: int) -> tuple[float, float]:
+    """(lat, lon) of an H3 cell's centre."""
+    lat, lon = h3.cell_to_latlng(cell)
+    return lat, lon
+
+
 def cell_of(lat: float, lon: float, res: int) -> int:
     """The standard H3 cell (``latlng_to_cell``) of a point, as an int."""
     return int(h3.latlng_to_cell(lat, lon, res))
@@ -272,6 +278,25 @@ def descendants(
     return children, np.repeat(np.arange(len(cells)), len(offsets))
 
 
+def sub_cells(key: int, mask: int) -> list[tuple[int, int]]:
+    """(slot, cell) of the sub-cells of `key` (res + SUB_DEPTH) whose bit `mask` sets."""
+    shift = 3 * (15 - resolution_of(key) - SUB_DEPTH)
+    base = (key & _CLEAR_RES & ~((SLOTS - 1) << shift)) | ((resolution_of(key) + SUB_DEPTH) << 52)
+    out = []
+    while mask:
+        low = mask & -mask
+        slot = low.bit_length() - 1
+        out.append((slot, base | (slot << shift)))
+        mask ^= low
+    return out
+
+
+def sub_reach(proj: LocalProjection, res: int) -> float:
+    """How far from its centre a point of a res-`res` key can be: R x slack + delta."""
+    delta = margin_m(proj, res)
+    return delta / PROTRUSION + delta
+
+
 def _digit_tuples(depth: int) -> list[tuple[int, ...]]:
     out: list[tuple[int, ...]] = [()]
     for _ in range(depth):
@@ -297,8 +322,7 @@ def _split_by_centres(
     The fence's `disc_m` settles most cells without GEOS: those well within r_in, or
     beyond r_out; a circle's boundary lies between the two, so its other cells are near.
     """
-    delta = margin_m(proj, res)
-    reach = delta / PROTRUSION + delta
+    reach = sub_reach(proj, res)
     centres = np.array([h3.cell_to_latlng(k) for k in keys.tolist()], dtype=np.float64).reshape(
         -1, 2
     )

@@ -38,21 +38,64 @@ def edge_checks(
     """A check for each region (None: more than one edge or corner passes it)."""
     starts, ends, following = _segments(shapely.orient_polygons(geom))
     segments_m = proj.to_metres(shapely.linestrings(np.stack([starts, ends], axis=1)))
-    region_idx, segment_idx = shapely.STRtree(segments_m).query(regions_m, predicate="intersects")
-    near: list[list[int]] = [[] for _ in range(len(regions_m))]
-    for r, s in zip(region_idx.tolist(), segment_idx.tolist(), strict=True):
+    found = shapely.STRtree(segments_m).query(regions_m, predicate="intersects")
+    return _checks(fid, geom, (starts, ends, following), found, len(regions_m))
+
+
+def edge_checks_near(
+    fid: str,
+    geom: Geometry,
+    proj: LocalProjection,
+    points_m: npt.NDArray[np.object_],
+    reach: float,
+) -> list[Check | None]:
+    """`edge_checks` for regions given as discs: within `reach` metres of each point.
+
+    Checks of the same edge or corner are one shared object.
+    """
+    starts, ends, following = _segments(shapely.orient_polygons(geom))
+    segments_m = proj.to_metres(shapely.linestrings(np.stack([starts, ends], axis=1)))
+    found = shapely.STRtree(segments_m).query(points_m, predicate="dwithin", distance=reach)
+    return _checks(fid, geom, (starts, ends, following), found, len(points_m))
+
+
+def _checks(
+    fid: str,
+    geom: Geometry,
+    segments: tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], list[int]],
+    found: npt.NDArray[np.intp],
+    count: int,
+) -> list[Check | None]:
+    """Per region, the check its nearby edges (pairs region index, edge index) allow."""
+    starts, ends, following = segments
+    near: list[list[int]] = [[] for _ in range(count)]
+    for r, s in zip(found[0].tolist(), found[1].tolist(), strict=True):
         near[r].append(s)
+    made: dict[tuple[int, ...], Check | None] = {}
     out: list[Check | None] = []
-    for found in near:
-        if len(found) == 1:
-            out.append(_line(fid, geom, starts[found[0]], ends[found[0]]))
-        elif len(found) == 2 and following[found[0]] == found[1]:
-            out.append(_wedge(fid, geom, starts[found[0]], ends[found[0]], ends[found[1]]))
-        elif len(found) == 2 and following[found[1]] == found[0]:
-            out.append(_wedge(fid, geom, starts[found[1]], ends[found[1]], ends[found[0]]))
-        else:
-            out.append(None)
+    for edges in near:
+        key = tuple(sorted(edges))
+        if key not in made:
+            made[key] = _check(fid, geom, starts, ends, following, edges)
+        out.append(made[key])
     return out
+
+
+def _check(
+    fid: str,
+    geom: Geometry,
+    starts: npt.NDArray[np.float64],
+    ends: npt.NDArray[np.float64],
+    following: list[int],
+    edges: list[int],
+) -> Check | None:
+    if len(edges) == 1:
+        return _line(fid, geom, starts[edges[0]], ends[edges[0]])
+    if len(edges) == 2 and following[edges[0]] == edges[1]:
+        return _wedge(fid, geom, starts[edges[0]], ends[edges[0]], ends[edges[1]])
+    if len(edges) == 2 and following[edges[1]] == edges[0]:
+        return _wedge(fid, geom, starts[edges[1]], ends[edges[1]], ends[edges[0]])
+    return None
 
 
 def _segments(

@@ -112,7 +112,7 @@ class FenceIndex:
         for key, (interior, border, halo) in roles.items():
             # Per-key checks differ from key to key; probes and id sets are shared.
             sig = (tuple(interior), tuple(id(b) for b in border), tuple(halo))
-            masks = tuple(placed[b[0]].cover.subs.get(key) for b in border)
+            masks = tuple(placed[b[0]].sub_masks(key) for b in border)
             entry = None if any(masks) else shared.get(sig)
             if entry is None:
                 inner = frozenset(interior) if interior else _EMPTY
@@ -153,7 +153,7 @@ class FenceIndex:
             if new is not None and role is not None:
                 entry = _add(entry, new, key, role)
             if entry is not None:
-                masks = tuple(placed[b[0]].cover.subs.get(key) for b in entry[1])
+                masks = tuple(placed[b[0]].sub_masks(key) for b in entry[1])
                 entry = _entry(entry[0], entry[1], entry[2], masks, subs)
             changes[key] = entry
         shards, coarse = _write(self._shards, self._coarse, changes)
@@ -203,16 +203,24 @@ class FenceIndex:
                     slots = entry[3]
                     if slots is not None:  # a border key: its sub-cell knows more
                         entry = entry[4][slots[(leaf >> shift) & _SLOT_MASK]]  # type: ignore[index]
-                    # Common case first: no border to test, nothing found yet -> the
-                    # entry's own frozenset is the answer, shared, not copied.
-                    found = _collect(found, entry, lon, lat) if found or entry[1] else entry[0]
+                    if entry[1]:
+                        found = _collect(found, entry, lon, lat)
+                    elif not found:
+                        # The common case: nothing to test, nothing found yet -> the
+                        # entry's own frozenset is the answer, shared, not copied.
+                        found = entry[0]
+                    elif entry[0]:
+                        found = found | entry[0]
         for bits, shift in self._coarse_bits:
             entry = self._coarse.get(base | bits)
             if entry is not None:
                 slots = entry[3]
                 if slots is not None:
                     entry = entry[4][slots[(leaf >> shift) & _SLOT_MASK]]  # type: ignore[index]
-                found = _collect(found, entry, lon, lat)
+                if entry[1]:
+                    found = _collect(found, entry, lon, lat)
+                elif entry[0]:
+                    found = found | entry[0] if found else entry[0]
         return found if type(found) is frozenset else frozenset(found)
 
     def crossed(
@@ -438,7 +446,7 @@ def _entry(
     interior: frozenset[str],
     border: tuple[Check, ...],
     near: frozenset[str],
-    masks: tuple[tuple[int, int] | None, ...],
+    masks: tuple[tuple[int, int, tuple[tuple[int, Check], ...]] | None, ...],
     shared: dict[tuple[frozenset[str], tuple[int, ...]], Entry],
 ) -> Entry:
     """An entry, with sub-cell entries when a border fence has sub-cell masks.
@@ -457,13 +465,18 @@ def _entry(
         if mask is None:
             groups = [(g, ins, (*chk, check)) for g, ins, chk in groups]
             continue
-        inside, tested = mask
+        inside, tested, own = mask
         split = []
         for g, ins, chk in groups:
             if g & inside:
                 split.append((g & inside, (*ins, check[0]), chk))
-            if g & tested:
-                split.append((g & tested, ins, (*chk, check)))
+            rest = g & tested
+            for part, edge in own:  # sub-cells with an edge check of their own
+                if rest & part:
+                    split.append((rest & part, ins, (*chk, edge)))
+                    rest &= ~part
+            if rest:
+                split.append((rest, ins, (*chk, check)))
             if g & ~(inside | tested):
                 split.append((g & ~(inside | tested), ins, chk))
         groups = split

@@ -23,7 +23,7 @@ import numpy as np
 import shapely
 
 from geofence import cells
-from geofence.edges import PROBE, Check, edge_checks
+from geofence.edges import PROBE, Check, edge_checks, edge_checks_near
 from geofence.geodesy import M_PER_DEG, Geometry, LocalProjection
 from geofence.shapes import Fence
 
@@ -47,6 +47,8 @@ class Placed:
     probe: Probe
     checks: dict[int, Check]  # border keys with a cheaper test of their own (edges)
     levels: frozenset[int]  # resolutions of its keys
+    # border key -> (slot mask, check) for its sub-cells near just one edge or corner
+    sub_checks: dict[int, tuple[tuple[int, Check], ...]]
 
     @classmethod
     def of(cls, fence: Fence) -> Placed:
@@ -59,10 +61,12 @@ class Placed:
         minx, miny, maxx, maxy = shapely.bounds(geom).tolist()
         cover = cells.place(geom)
         checks: dict[int, Check] = {}
-        if fence.source.get("type") != "Point" and cover.border:  # circles: the probe wins
+        circle = fence.source.get("type") == "Point"
+        if not circle and cover.border:  # circles: the probe wins
             keys = sorted(cover.border)
             found = edge_checks(fence.fence_id, geom, proj, cells.regions_m(keys, proj))
             checks = {k: c for k, c in zip(keys, found, strict=True) if c is not None}
+        sub_checks = {} if circle else _sub_checks(fence.fence_id, geom, proj, cover)
         return cls(
             fence=fence,
             geom=geom,
@@ -73,11 +77,20 @@ class Placed:
             probe=_probe(fence.fence_id, geom, proj, geom_m),
             checks=checks,
             levels=cover.levels,
+            sub_checks=sub_checks,
         )
 
     def check(self, key: int) -> Check:
         """The exact test for a point of border key `key`."""
         return self.checks.get(key, self.probe)
+
+    def sub_masks(self, key: int) -> tuple[int, int, tuple[tuple[int, Check], ...]] | None:
+        """A border key's sub-cells: (inside mask, tested mask, (mask, check) of those
+        tested with an edge check of their own); None: every point needs `check(key)`."""
+        masks = self.cover.subs.get(key)
+        if masks is None:
+            return None
+        return (*masks, self.sub_checks.get(key, ()))
 
     def role(self, key: int) -> int | None:
         """0 interior, 1 border, 2 halo, None: the key is not this fence's."""
@@ -86,6 +99,41 @@ class Placed:
         if key in self.cover.border:
             return 1
         return 2 if key in self.cover.halo else None
+
+
+def _sub_checks(
+    fid: str, geom: Geometry, proj: LocalProjection, cover: cells.Cover
+) -> dict[int, tuple[tuple[int, Check], ...]]:
+    """Edge checks for the tested sub-cells that only one edge or corner comes near.
+
+    At res 13 (~7 m across) that is most of them, so the probe, and after it GEOS,
+    is left with the sub-cells at the fence's vertices.
+    """
+    out: dict[int, tuple[tuple[int, Check], ...]] = {}
+    for res in sorted({cells.resolution_of(k) for k in cover.subs}):
+        owners: list[tuple[int, int]] = []
+        found: list[int] = []
+        for key, (_, tested) in cover.subs.items():
+            if cells.resolution_of(key) == res:
+                for slot, cell in cells.sub_cells(key, tested):
+                    owners.append((key, slot))
+                    found.append(cell)
+        if not found:
+            continue
+        centres = np.array([cells.cell_centre(c) for c in found], dtype=np.float64)
+        x = (centres[:, 1] - proj.lon0) * proj.kx
+        y = (centres[:, 0] - proj.lat0) * M_PER_DEG
+        checks = edge_checks_near(
+            fid, geom, proj, shapely.points(x, y), cells.sub_reach(proj, res + cells.SUB_DEPTH)
+        )
+        grouped: dict[int, dict[int, tuple[int, Check]]] = {}
+        for (key, slot), check in zip(owners, checks, strict=True):
+            if check is not None:
+                by_check = grouped.setdefault(key, {})
+                mask, _ = by_check.get(id(check), (0, check))
+                by_check[id(check)] = (mask | 1 << slot, check)
+        out.update((key, tuple(by_check.values())) for key, by_check in grouped.items())
+    return out
 
 
 def _probe(fid: str, geom: Geometry, proj: LocalProjection, geom_m: Geometry) -> Probe:

@@ -166,9 +166,9 @@ SPIKY = star("spiky", 0, 0, 150.0, [1.0, 0.55] * 20)  # 40 vertices: res-10 cell
 
 
 def test_sub_cells_leave_exact_tests_to_a_narrow_band(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Points more than ~35 m from the boundary (a res-12 cell and its margin) are
-    answered without GEOS, although most of them lie in res-10 border keys; closer ones
-    still get the exact test, and every answer is brute force's."""
+    """Points more than ~35 m from the boundary are answered without GEOS, although most
+    of them lie in res-10 border keys (closer ones are tested exactly, by the edge they
+    are near or by GEOS at a vertex), and every answer is brute force's."""
     import geofence.index as index_module
     from geofence import cells
     from geofence.placed import hits_xy as real
@@ -194,8 +194,8 @@ def test_sub_cells_leave_exact_tests_to_a_narrow_band(monkeypatch: pytest.Monkey
             far += 1
             assert len(calls) == before, f"GEOS called {gap:.0f} m from the boundary"
         else:
-            near += len(calls) - before
-    assert far > 500 and near > 0  # both kinds of point were met
+            near += 1
+    assert far > 500 and near > 500  # both kinds of point were met
     # Without sub-cells, the same far points would be tested exactly.
     monkeypatch.setattr(cells, "SUB_MAX_CELLS", -1)
     coarse = FenceIndex.build([SPIKY])
