@@ -107,6 +107,7 @@ class FenceIndex:
         # Most keys hold one fence in one role: share one entry object per content.
         shared: dict[tuple[tuple[str, ...], tuple[int, ...], tuple[str, ...]], Entry] = {}
         subs: dict[tuple[frozenset[str], tuple[int, ...]], Entry] = {}
+        nears: dict[tuple[str, ...], frozenset[str]] = {}  # border keys' entries are not shared
         shards: _Shards = {}
         coarse: _Leaf = {}
         for key, (interior, border, halo) in roles.items():
@@ -116,7 +117,10 @@ class FenceIndex:
             entry = None if any(masks) else shared.get(sig)
             if entry is None:
                 inner = frozenset(interior) if interior else _EMPTY
-                near = frozenset((*interior, *sig[2], *(b[0] for b in border)))
+                ids = tuple(sorted((*interior, *sig[2], *(b[0] for b in border))))
+                near = nears.get(ids)
+                if near is None:
+                    near = nears[ids] = frozenset(ids)
                 entry = _entry(inner, tuple(border), near, masks, subs)
                 if not any(masks):
                     shared[sig] = entry
