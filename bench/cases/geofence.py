@@ -111,8 +111,12 @@ def _timed(fn: Callable[..., object], *args: Any) -> float:
     return (time.perf_counter_ns() - t0) / 1e3
 
 
-def compare(fences: list[Fence], fixes: list[tuple[float, float]]) -> dict[str, Any]:
-    """Time the three methods on the same fixes, interleaved, and check the answers agree."""
+def compare(
+    fences: list[Fence], fixes: list[tuple[float, float]]
+) -> tuple[dict[str, Any], FenceIndex]:
+    """Time the three methods on the same fixes, interleaved, and check the answers agree.
+
+    Also returns the index it built, for the other measurements."""
     t0 = time.perf_counter()
     index = FenceIndex.build(fences)
     build_s = time.perf_counter() - t0
@@ -185,7 +189,7 @@ def compare(fences: list[Fence], fixes: list[tuple[float, float]]) -> dict[str, 
         "build_s": {"h3": round(build_s, 2), "strtree": round(strtree_build_s, 3)},
         "index_keys": index.key_count(),
         "resolutions": index.resolutions(),
-    }
+    }, index
 
 
 def _median_ratio(slow: list[float], fast: list[float]) -> float:
@@ -204,9 +208,10 @@ def index_memory_mb(fences: list[Fence]) -> float:
     return round((after - before) / 2**20, 1)
 
 
-def update_costs(rng: random.Random, fences: list[Fence], count: int) -> dict[str, float]:
+def update_costs(
+    index: FenceIndex, rng: random.Random, fences: list[Fence], count: int
+) -> dict[str, float]:
     """µs per with_fence (an existing fence moved ~100 m) and per without, on the full index."""
-    index = FenceIndex.build(fences)
     moved = []
     for fence in rng.sample(fences, count):
         centre = fence.geometry.centroid
@@ -229,9 +234,8 @@ class _Device:
     heading: float
 
 
-def detect_cost(rng: random.Random, fences: list[Fence], steps: int) -> dict[str, float]:
+def detect_cost(index: FenceIndex, rng: random.Random, steps: int) -> dict[str, float]:
     """µs per detect() for 100 devices driving at 15 m/s, a fix every 5 s."""
-    index = FenceIndex.build(fences)
     cfg = DetectorConfig()
     devices = [
         _Device(Presence.empty(), *_city_point(rng), rng.uniform(0, 360)) for _ in range(100)
@@ -257,11 +261,12 @@ def run(quick: bool) -> dict[str, Any]:
     rng = random.Random(SEED)
     fences = make_fences(rng, n_fences)
     fixes = make_fixes(rng, fences, n_fixes)
-    result: dict[str, Any] = {"city": compare(fences, fixes)}
+    city, index = compare(fences, fixes)
+    result: dict[str, Any] = {"city": city}
     result["city"]["index_python_mb"] = index_memory_mb(fences)
-    result["city"] |= update_costs(rng, fences, 200)
-    result["city"] |= detect_cost(rng, fences, 40 if quick else 100)
+    result["city"] |= update_costs(index, rng, fences, 200)
+    result["city"] |= detect_cost(index, rng, 40 if quick else 100)
     if not quick:
         dense = make_fences(rng, n_fences, dense=True)
-        result["dense"] = compare(dense, make_fixes(rng, dense, n_fixes))
+        result["dense"] = compare(dense, make_fixes(rng, dense, n_fixes))[0]
     return result
