@@ -205,9 +205,14 @@ def disc_m(geometry_m: Geometry) -> tuple[float, float, float, float]:
     return x, y, r_in, r_out
 
 
+def sub_shift(res: int) -> int:
+    """Right shift that brings the sub-cell slot of a key at `res` to a cell's low bits."""
+    return 3 * max(0, 15 - res - SUB_DEPTH)
+
+
 def sub_slot(leaf: int, res: int) -> int:
     """Which of its key's SLOTS sub-cell slots a res-15 cell falls in: its next 3 digits."""
-    return (leaf >> (3 * (15 - res - SUB_DEPTH))) & (SLOTS - 1)
+    return (leaf >> sub_shift(res)) & (SLOTS - 1)
 
 
 def _sub_masks(
@@ -240,7 +245,7 @@ def _sub_masks(
         gain[fine_of[~f_near]] = True
         pairs = ((mid[inside] >> np.uint64(3 * (13 - res))) & np.uint64(63)).astype(np.int64)
         ins[mid_of[inside][:, None], pairs[:, None] * 8 + np.arange(8)] = True
-        slots = ((fine >> np.uint64(3 * (12 - res))) & np.uint64(SLOTS - 1)).astype(np.int64)
+        slots = ((fine >> np.uint64(sub_shift(res))) & np.uint64(SLOTS - 1)).astype(np.int64)
         ins[fine_of[f_inside], slots[f_inside]] = True
         tested[fine_of[f_near], slots[f_near]] = True
         ins_bytes = np.packbits(ins, axis=1, bitorder="little")
@@ -280,7 +285,7 @@ def descendants(
 
 def sub_cells(key: int, mask: int) -> list[tuple[int, int]]:
     """(slot, cell) of the sub-cells of `key` (res + SUB_DEPTH) whose bit `mask` sets."""
-    shift = 3 * (15 - resolution_of(key) - SUB_DEPTH)
+    shift = sub_shift(resolution_of(key))
     base = (key & _CLEAR_RES & ~((SLOTS - 1) << shift)) | ((resolution_of(key) + SUB_DEPTH) << 52)
     out = []
     while mask:

@@ -84,8 +84,8 @@ class FenceIndex:
         self._res = res_counts
         used = sorted(r for r, n in res_counts.items() if n > 0)
         # (key bits, shift of the sub-cell slot) per resolution in use
-        self._fine_bits = tuple((KEY_BITS[r], _sub_shift(r)) for r in used if r >= _SHARD_RES)
-        self._coarse_bits = tuple((KEY_BITS[r], _sub_shift(r)) for r in used if r < _SHARD_RES)
+        self._fine_bits = tuple((KEY_BITS[r], cells.sub_shift(r)) for r in used if r >= _SHARD_RES)
+        self._coarse_bits = tuple((KEY_BITS[r], cells.sub_shift(r)) for r in used if r < _SHARD_RES)
         # crossed() samples segments closer than this, so no fence's halo is skipped
         self._spacing = 0.9 * cells.HALO_M
 
@@ -439,11 +439,6 @@ def _leaf_for(shards: _Shards, coarse: _Leaf, key: int) -> _Leaf:
 
 
 _NOWHERE: Entry = (_EMPTY, (), _EMPTY, None, None)
-
-
-def _sub_shift(res: int) -> int:
-    """Shift that brings a res-15 cell's sub-cell slot at a key of `res` to the low bits."""
-    return 3 * max(0, 15 - res - cells.SUB_DEPTH)
 
 
 def _entry(

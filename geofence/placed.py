@@ -137,13 +137,7 @@ def _sub_checks(
 
 
 def _probe(fid: str, geom: Geometry, proj: LocalProjection, geom_m: Geometry) -> Probe:
-    centre = shapely.centroid(geom_m)
-    x, y = float(shapely.get_x(centre)), float(shapely.get_y(centre))
-    r_in = 0.0
-    if shapely.contains(geom_m, centre):
-        r_in = float(shapely.distance(centre, shapely.boundary(geom_m)))
-    coords = shapely.get_coordinates(geom_m)
-    r_out = float(np.hypot(coords[:, 0] - x, coords[:, 1] - y).max())
+    x, y, r_in, r_out = cells.disc_m(geom_m)
     inner = max(0.0, r_in * (1.0 - _SAFETY)) / M_PER_DEG
     outer = r_out * (1.0 + _SAFETY) / M_PER_DEG
     cx, cy = proj.lon0 + x / proj.kx, proj.lat0 + y / M_PER_DEG
