@@ -61,6 +61,7 @@ class WorkerSpec:
     rate: float | None
     window: int
     device_prefix: str
+    timeout: float | None = None
 
 
 @dataclass(slots=True)
@@ -294,7 +295,7 @@ def _run_loop(spec: WorkerSpec, ready: Callable[[], None] | None = None) -> dict
     except ImportError:  # pragma: no cover - uvloop is a dependency, but stay runnable
         factory = None
     with asyncio.Runner(loop_factory=factory) as runner:
-        return runner.run(run_worker(spec, ready))
+        return runner.run(asyncio.wait_for(run_worker(spec, ready), spec.timeout))
 
 
 def _process_main(spec: WorkerSpec, barrier: Any, results: Any) -> None:
@@ -320,10 +321,13 @@ def run_load(
     rate: float | None = None,
     window: int = 20_000,
     device_prefix: str = "load-",
+    timeout: float | None = None,
 ) -> LoadResult:
     """Publish `messages` PUBLISH packets (each `batch` fixes) from `devices` devices over
     `connections` connections (one process each when > 1); blocks until the broker has
-    them all. `rate` caps the total packets/s (None: as fast as possible)."""
+    them all. `rate` caps the total packets/s (None: as fast as possible). `timeout`
+    bounds each connection's whole run (TimeoutError): a broker that stops acknowledging
+    would otherwise keep the caller waiting for ever."""
     if encoding not in ("json", "msgpack") or qos not in (0, 1):
         raise ValueError("encoding must be json or msgpack and qos 0 or 1")
     if min(messages, devices, batch, connections) < 1 or batch > 65535:
@@ -344,6 +348,7 @@ def run_load(
             rate=rate / connections if rate else None,
             window=window,
             device_prefix=device_prefix,
+            timeout=timeout,
         )
         for w in range(connections)
     ]

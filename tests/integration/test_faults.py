@@ -258,6 +258,7 @@ def load(
     return asyncio.to_thread(
         run_load, "127.0.0.1", broker.port, messages=messages, devices=DEVICES, qos=1, batch=1,
         connections=1, topic_prefix=prefix, rate=rate, protocol=5, device_prefix=f"{prefix}-",
+        timeout=120.0,
     )  # fmt: skip
 
 
@@ -321,6 +322,7 @@ class PacedPublisher(threading.Thread):
         self.acked: set[int] = set()
         self.sent: list[int] = []
         self.error: BaseException | None = None
+        self.stopped = threading.Event()  # set when the test ends, passed or not
 
     def expected(self) -> dict[str, list[float]]:
         per_device = self.total // len(self.devices)
@@ -343,6 +345,8 @@ class PacedPublisher(threading.Thread):
         client.loop_start()
         started = time.monotonic()
         for i in range(self.total):
+            if self.stopped.is_set():
+                break
             if i % 40 == 0:
                 time.sleep(max(0.0, started + i / self.rate - time.monotonic()))
             device = self.devices[i % len(self.devices)]
@@ -351,7 +355,8 @@ class PacedPublisher(threading.Thread):
             self.sent.append(info.mid)
         deadline = time.monotonic() + 20
         while not self.acked.issuperset(self.sent) and time.monotonic() < deadline:
-            time.sleep(0.02)
+            if self.stopped.wait(0.02):
+                break
         client.loop_stop()
         client.disconnect()
 
@@ -387,6 +392,19 @@ async def test_broker_restart_mid_stream_loses_nothing(
     await worker.ready()
     publisher = PacedPublisher(persistent_broker.port, prefix, history.devices, N - BURST, RATE)
     publisher.start()
+    try:
+        await _broker_restarts_under(publisher, persistent_broker, prefix, history, worker)
+    finally:
+        publisher.stopped.set()
+
+
+async def _broker_restarts_under(
+    publisher: PacedPublisher,
+    persistent_broker: Mosquitto,
+    prefix: str,
+    history: History,
+    worker: Worker,
+) -> None:
     await eventually(lambda: history.reaches(N // 4), 10, "a quarter stored", worker)
     down = time.monotonic()
     await asyncio.to_thread(persistent_broker.restart)  # SIGTERM: Mosquitto saves its state
