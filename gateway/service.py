@@ -94,6 +94,10 @@ class Gateway:
         # broker is away for long (counted).
         self.outbox: deque[Event] = deque(maxlen=outbox_size)
         self.outbox_ready = asyncio.Event()
+        # Events of a broker batch whose fixes were stored but which could not be
+        # published (the bus failed after the store): the batch is retried un-acked,
+        # its fixes are duplicates then and make no events, so these go out instead.
+        self._unpublished: list[Event] = []
 
     async def start(self) -> None:
         """Load the device -> technician directory, the fences and the tours from the store."""
@@ -112,7 +116,8 @@ class Gateway:
     async def handle_batch(self, batch: Sequence[Inbound]) -> BatchResult:
         result = BatchResult()
         now = self.clock()
-        events: list[Event] = []
+        # Appended to in place: what is stored before a failure stays for the retry.
+        events = self._unpublished
         fixes: list[Fix] = []
         stamps: list[float] = []  # each fix's receive time, for the engine's clock
         statuses: list[tuple[Inbound, StatusUpdate]] = []
@@ -132,6 +137,7 @@ class Gateway:
                 events += await self._flush(fixes, stamps, statuses, result)
         events += await self._flush(fixes, stamps, statuses, result)
         await self._publish(events, outbox=False)
+        self._unpublished = []
         done = self.clock()
         for msg in batch:
             self.metrics.pipeline.observe(max(0.0, done - msg.received))

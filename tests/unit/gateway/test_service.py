@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import msgpack
 import orjson
 import pytest
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from gateway.bus import MemoryBus, Subscription
 from gateway.errors import Rejected
@@ -278,3 +279,41 @@ async def test_handed_over_device_keeps_its_new_owner(rig: Rig) -> None:
     assert rig.gateway.technician_of("dev-1") == "tech-2"
     await rig.gateway.handle_batch([msg("fleet/dev-1/pos", pos(NOW - 1))])
     assert rig.events() == [position(NOW - 1, "dev-1", "tech-2")]
+
+
+class FailingBus(MemoryBus):
+    """A bus that refuses the next ``failures`` publishes, as Redis does when it goes away."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures = failures
+
+    async def publish(self, events: Sequence[Event]) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise RedisConnectionError("Redis went away")
+        await super().publish(events)
+
+
+async def test_a_batch_stored_but_not_published_publishes_on_its_retry() -> None:
+    bus = FailingBus(failures=2)
+    gateway = Gateway(MemoryStore(), bus, Metrics(), TopicScheme(), clock=lambda: NOW)
+    await gateway.put_technician(Technician("tech-1", "Ann", ("dev-1",)))
+    batch = [msg("fleet/dev-1/pos", pos(NOW - 20)), msg("fleet/dev-1/pos", pos(NOW - 10))]
+    async with bus.subscribe(None, None, 1000) as sub:
+        for _ in range(2):  # stored the first time, then duplicates: no events of their own
+            with pytest.raises(RedisConnectionError):
+                await gateway.handle_batch(batch)
+        assert sub.queue.empty()
+        result = await gateway.handle_batch(batch)  # the ingest loop retries, un-acked
+        seen = [orjson.loads(sub.queue.get_nowait()[2]) for _ in range(sub.queue.qsize())]
+        assert [e for e in seen if e["type"] == "position"] == [
+            position(NOW - 20),
+            position(NOW - 10),
+        ]
+        assert gateway.metrics.duplicates.get() == 4
+        # The next batch carries nothing over.
+        await gateway.handle_batch([msg("fleet/dev-1/pos", pos(NOW - 5))])
+        seen = [orjson.loads(sub.queue.get_nowait()[2]) for _ in range(sub.queue.qsize())]
+        assert [e for e in seen if e["type"] == "position"] == [position(NOW - 5)]
+    assert [e["type"] for e in result.outbound] == []
