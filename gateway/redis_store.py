@@ -23,6 +23,8 @@ Keys (``P`` is the prefix, ``ft:`` by default; device keys carry a hash tag):
 * ``P techs`` / ``P jobs`` HASH id -> msgpack struct; ``P owner`` HASH device ->
   technician; ``P techdevs:{tid}`` and ``P tour:{tid}`` SETs; ``P jobtech``
   HASH job -> technician; ``P blob:{name}`` opaque bytes (ETA model, fences).
+* ``P rec:{token}:{chunk}`` the verdicts of one ``record_fixes`` attempt, for
+  ``RECORD_TTL_S``: its retry after a lost reply gets them back (``Store``).
 
 The record script builds device key names itself, so it needs standalone
 Redis (or one primary), not Redis Cluster. Redis errors are not wrapped: when
@@ -48,13 +50,34 @@ from gateway.store import Verdict, _tour_order
 # One script call handles at most this many fixes, so Redis is never blocked
 # for more than a few milliseconds by one batch; bigger batches are pipelined.
 SCRIPT_CHUNK: Final = 1000
+# How long the verdicts of a call made with an attempt token are kept for its retry: an
+# outage longer than this makes a lost reply's fixes duplicates again (their events are
+# lost). One small key per batch: ~2 MB of Redis at 10 000 fixes/s in 50-fix batches.
+RECORD_TTL_S: Final = 120
 
+# ARGV: prefix, history limit, attempt token ('' for none), its TTL in seconds, then
+# (device, ts, fix) per fix.
+# With a token the verdicts are also kept for RECORD_TTL_S under P rec:<token>, and a
+# call with a token already seen returns those instead of deciding again: the retry of
+# a call whose reply was lost (Redis died after running it) learns what it stored.
 RECORD_LUA: Final = """
 local prefix = ARGV[1]
 local limit = tonumber(ARGV[2])
 local slack = math.floor(limit / 8)
+local memo = nil
+if ARGV[3] ~= '' then
+  memo = prefix .. 'rec:' .. ARGV[3]
+  local seen = redis.call('GET', memo)
+  if seen then
+    local out = {}
+    for k = 1, #seen do
+      out[k] = tonumber(string.sub(seen, k, k))
+    end
+    return out
+  end
+end
 local verdicts = {}
-for i = 3, #ARGV, 3 do
+for i = 5, #ARGV, 3 do
   local dev = prefix .. 'd:{' .. ARGV[i] .. '}:'
   local hist = dev .. 'h'
   local ts = ARGV[i + 1]
@@ -76,6 +99,9 @@ for i = 3, #ARGV, 3 do
     end
   end
   verdicts[#verdicts + 1] = verdict
+end
+if memo then
+  redis.call('SET', memo, table.concat(verdicts), 'EX', ARGV[4])
 end
 return verdicts
 """
@@ -277,13 +303,13 @@ class RedisStore:
 
     # -- fixes ------------------------------------------------------------------
 
-    async def record_fixes(self, fixes: Sequence[Fix]) -> list[Verdict]:
+    async def record_fixes(self, fixes: Sequence[Fix], token: str | None = None) -> list[Verdict]:
         if not fixes:
             return []
-        head: list[Any] = [self.prefix, self.history_limit]
         calls: list[list[Any]] = []
         for start in range(0, len(fixes), SCRIPT_CHUNK):
-            args = head.copy()
+            memo = "" if token is None else f"{token}:{start}"
+            args: list[Any] = [self.prefix, self.history_limit, memo, RECORD_TTL_S]
             for fix in fixes[start : start + SCRIPT_CHUNK]:
                 args += (fix.device_id, repr(float(fix.ts)), encode_fix(fix))
             calls.append(args)

@@ -9,8 +9,10 @@ batch is STYLE §2: decode -> store (dedupe, ordering) -> pure steps -> bus.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
+import uuid
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -59,6 +61,24 @@ class BatchResult:
 
 
 @dataclass(slots=True)
+class _Attempt:
+    """One broker batch, across the retries of the ingest loop (see ``handle_batch``)."""
+
+    key: bytes  # digest of the batch's topics and payloads
+    token: str = field(default_factory=lambda: uuid.uuid4().hex)
+    stored: set[int] = field(default_factory=set)  # stages whose store call returned
+
+
+def _batch_key(batch: Sequence[Inbound]) -> bytes:
+    digest = hashlib.blake2b(digest_size=16)
+    for msg in batch:
+        digest.update(msg.topic.encode())
+        digest.update(len(msg.payload).to_bytes(4, "big"))
+        digest.update(msg.payload)
+    return digest.digest()
+
+
+@dataclass(slots=True)
 class IngestSummary:
     accepted: int = 0
     duplicates: int = 0
@@ -98,6 +118,8 @@ class Gateway:
         # published (the bus failed after the store): the batch is retried un-acked,
         # its fixes are duplicates then and make no events, so these go out instead.
         self._unpublished: list[Event] = []
+        # The batch that failed last, retried by the ingest loop until it succeeds.
+        self._attempt: _Attempt | None = None
 
     async def start(self) -> None:
         """Load the device -> technician directory, the fences and the tours from the store."""
@@ -114,10 +136,23 @@ class Gateway:
     # -- MQTT batches -----------------------------------------------------------
 
     async def handle_batch(self, batch: Sequence[Inbound]) -> BatchResult:
+        """Decode, store, feed the engine, publish to the bus; what ingest sends on.
+
+        A failure (Redis away) raises, and the ingest loop retries the same batch
+        un-acked. The retry loses nothing the first try did: events of stored fixes
+        wait in ``_unpublished``; a stage whose store call returned is not stored or fed
+        again; and a store call whose reply was lost is repeated with the same attempt
+        token, so the store answers what it decided then rather than "duplicate".
+        """
+        key = _batch_key(batch)
+        attempt = self._attempt
+        if attempt is None or attempt.key != key:
+            attempt = self._attempt = _Attempt(key)
         result = BatchResult()
         now = self.clock()
         # Appended to in place: what is stored before a failure stays for the retry.
         events = self._unpublished
+        stage = 0
         fixes: list[Fix] = []
         stamps: list[float] = []  # each fix's receive time, for the engine's clock
         statuses: list[tuple[Inbound, StatusUpdate]] = []
@@ -134,10 +169,12 @@ class Gateway:
                 # Keep arrival order: fixes before a status are stored (and seen by the
                 # engine) before it, fixes after it after it -- an offline phone flushing
                 # "en route" then its drive into the site must arrive, not stay en route.
-                events += await self._flush(fixes, stamps, statuses, result)
-        events += await self._flush(fixes, stamps, statuses, result)
+                await self._flush(fixes, stamps, statuses, result, events, (attempt, stage))
+                stage += 1
+        await self._flush(fixes, stamps, statuses, result, events, (attempt, stage))
         await self._publish(events, outbox=False)
         self._unpublished = []
+        self._attempt = None
         done = self.clock()
         for msg in batch:
             self.metrics.pipeline.observe(max(0.0, done - msg.received))
@@ -150,9 +187,14 @@ class Gateway:
         stamps: list[float],
         statuses: list[tuple[Inbound, StatusUpdate]],
         result: BatchResult,
-    ) -> list[Event]:
-        """Store the fixes gathered so far, then apply the status that ended the run."""
-        events, _ = await self._store_fixes(fixes, stamps)
+        events: list[Event],
+        stage: tuple[_Attempt, int],
+    ) -> None:
+        """Store the fixes gathered so far, then apply the status that ended the run;
+        the events go to ``events`` as they are made (kept if a later step fails)."""
+        attempt, number = stage
+        if number not in attempt.stored:  # else stored and fed by an earlier try
+            await self._store_fixes(fixes, stamps, events, stage)
         for msg, update in statuses:
             try:
                 events += await self._apply_status(update, "device")
@@ -163,7 +205,6 @@ class Gateway:
         fixes.clear()
         stamps.clear()
         statuses.clear()
-        return events
 
     def _decode(
         self,
@@ -197,13 +238,23 @@ class Gateway:
     # -- shared by MQTT and HTTP ------------------------------------------------
 
     async def _store_fixes(
-        self, fixes: Sequence[Fix], received: Sequence[float]
-    ) -> tuple[list[Event], IngestSummary]:
+        self,
+        fixes: Sequence[Fix],
+        received: Sequence[float],
+        events: list[Event],
+        stage: tuple[_Attempt, int] | None = None,
+    ) -> IngestSummary:
+        """Store, then append the events to ``events`` -- in place, so that those of
+        stored fixes survive a failure of the steps after the store."""
         summary = IngestSummary()
         if not fixes:
-            return [], summary
-        verdicts = await self.store.record_fixes(fixes)
-        events: list[Event] = []
+            return summary
+        if stage is None:
+            verdicts = await self.store.record_fixes(fixes)
+        else:
+            attempt, number = stage
+            verdicts = await self.store.record_fixes(fixes, f"{attempt.token}:{number}")
+            attempt.stored.add(number)
         effects = Effects()
         for fix, verdict, at in zip(fixes, verdicts, received, strict=True):
             if verdict is Verdict.DUPLICATE:
@@ -220,12 +271,15 @@ class Gateway:
         self.metrics.positions.inc(summary.accepted)
         self.metrics.duplicates.inc(summary.duplicates)
         self.metrics.late.inc(summary.late)
-        events += await self._apply(effects)
-        return events, summary
+        await self._apply(effects, events)
+        return summary
 
-    async def _apply(self, effects: Effects) -> list[Event]:
-        """Store what the engine changed and apply the statuses it inferred."""
-        events = effects.events
+    async def _apply(self, effects: Effects, events: list[Event] | None = None) -> list[Event]:
+        """Store what the engine changed and apply the statuses it inferred; the events
+        go to ``events`` (in place) or a new list, which is returned."""
+        if events is None:
+            events = []
+        events += effects.events
         for job in effects.jobs:
             await self.store.put_job(job)
         for update in effects.statuses:
@@ -266,7 +320,8 @@ class Gateway:
 
     async def ingest_fixes(self, fixes: Sequence[Fix]) -> IngestSummary:
         """HTTP ingestion of fixes the codec has already validated."""
-        events, summary = await self._store_fixes(fixes, [self.clock()] * len(fixes))
+        events: list[Event] = []
+        summary = await self._store_fixes(fixes, [self.clock()] * len(fixes), events)
         await self._publish(events)
         return summary
 

@@ -24,7 +24,12 @@ class Verdict(enum.Enum):
 
 
 class Store(Protocol):
-    async def record_fixes(self, fixes: Sequence[Fix]) -> list[Verdict]: ...
+    async def record_fixes(self, fixes: Sequence[Fix], token: str | None = None) -> list[Verdict]:
+        """Store the fixes; each one's verdict. ``token`` names one attempt: called again
+        with the same token (its reply was lost, say), a store that can lose replies
+        returns the verdicts it gave then instead of calling every fix a duplicate."""
+        ...
+
     async def latest(self, device_id: str) -> Fix | None: ...
     async def history(
         self, device_id: str, since: float | None, until: float | None, limit: int
@@ -96,7 +101,8 @@ class MemoryStore:
         self._jobs: dict[str, Job] = {}
         self._fences: dict[str, bytes] = {}
 
-    async def record_fixes(self, fixes: Sequence[Fix]) -> list[Verdict]:
+    async def record_fixes(self, fixes: Sequence[Fix], token: str | None = None) -> list[Verdict]:
+        # In process, a reply cannot be lost: the token has nothing to do.
         verdicts = []
         for fix in fixes:
             history = self._history.get(fix.device_id)

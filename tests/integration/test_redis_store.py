@@ -333,3 +333,25 @@ async def test_redis_down_fails_fast_and_recovers() -> None:
             assert await s.record_fixes([fx("a", T0 + 1), fx("a", T0 + 1)]) == [N, D]
         finally:
             await s.close()
+
+
+async def test_an_attempt_token_repeats_its_verdicts_for_the_retry(
+    store: RedisStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    batch = [fx("a", T0 + 2), fx("a", T0 + 1), fx("a", T0 + 2)]
+    first = await store.record_fixes(batch, "try-1")
+    assert first == [Verdict.NEWEST, Verdict.LATE, Verdict.DUPLICATE]
+    # The same attempt again (its reply was lost): what was decided then, nothing stored twice.
+    assert await store.record_fixes(batch, "try-1") == first
+    assert [f.ts for f in await store.history("a", None, None, 10)] == [T0 + 1, T0 + 2]
+    # Another attempt, or none, decides afresh.
+    assert await store.record_fixes(batch, "try-2") == [Verdict.DUPLICATE] * 3
+    assert await store.record_fixes(batch) == [Verdict.DUPLICATE] * 3
+    # The memo of each call lasts RECORD_TTL_S; a batch over SCRIPT_CHUNK has one per chunk.
+    ttl = await store.client.ttl(f"{store.prefix}rec:try-1:0")
+    assert 0 < ttl <= redis_store.RECORD_TTL_S
+    monkeypatch.setattr(redis_store, "SCRIPT_CHUNK", 2)
+    many = [fx("b", T0 + i) for i in range(5)]
+    assert await store.record_fixes(many, "try-3") == [Verdict.NEWEST] * 5
+    assert await store.record_fixes(many, "try-3") == [Verdict.NEWEST] * 5
+    assert len(await store.client.keys(f"{store.prefix}rec:try-3:*")) == 3

@@ -16,7 +16,7 @@ from gateway.errors import Rejected
 from gateway.metrics import Metrics
 from gateway.model import Event, Fix, Job, Site, StatusUpdate, Technician
 from gateway.service import DeadLetter, Gateway, Inbound
-from gateway.store import MemoryStore
+from gateway.store import MemoryStore, Verdict
 from gateway.topics import TopicScheme
 
 NOW = 1_700_000_000.0
@@ -311,9 +311,89 @@ async def test_a_batch_stored_but_not_published_publishes_on_its_retry() -> None
             position(NOW - 20),
             position(NOW - 10),
         ]
-        assert gateway.metrics.duplicates.get() == 4
+        # The retries neither stored the fixes again nor fed them to the engine twice.
+        assert gateway.metrics.duplicates.get() == 0
+        assert gateway.metrics.positions.get() == 2
         # The next batch carries nothing over.
         await gateway.handle_batch([msg("fleet/dev-1/pos", pos(NOW - 5))])
         seen = [orjson.loads(sub.queue.get_nowait()[2]) for _ in range(sub.queue.qsize())]
         assert [e for e in seen if e["type"] == "position"] == [position(NOW - 5)]
     assert [e["type"] for e in result.outbound] == []
+
+
+class FailingJobStore(MemoryStore):
+    """Stores fixes, then fails once writing a job the engine changed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failures = 1
+
+    async def put_job(self, job: Job) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise RedisConnectionError("Redis went away")
+        await super().put_job(job)
+
+
+async def test_fixes_stored_before_a_later_step_failed_keep_their_events() -> None:
+    store = FailingJobStore()
+    bus = MemoryBus()
+    gateway = Gateway(store, bus, Metrics(), TopicScheme(), clock=lambda: NOW)
+    await gateway.put_technician(Technician("tech-1", "Ann", ("dev-1",)))
+    store.failures = 0
+    await gateway.put_job(Job("job-1", "tech-1", Site(60.2, 24.9)))
+    store.failures = 1  # the ETA the first fix gives job-1 cannot be written
+    batch = [msg("fleet/dev-1/pos", pos(NOW - 10))]
+    async with bus.subscribe(None, None, 1000) as sub:
+        with pytest.raises(RedisConnectionError):
+            await gateway.handle_batch(batch)
+        await gateway.handle_batch(batch)
+        seen = [orjson.loads(sub.queue.get_nowait()[2]) for _ in range(sub.queue.qsize())]
+    assert [e for e in seen if e["type"] == "position"] == [position(NOW - 10)]
+
+
+class LostReplyStore(MemoryStore):
+    """Stores a batch, then loses the reply once (Redis died after running the script);
+    answers a repeated attempt token with the verdicts it gave, as RedisStore does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lose = 1
+        self.memo: dict[str, list[Verdict]] = {}
+        self.tokens: list[str | None] = []
+
+    async def record_fixes(self, fixes: Sequence[Fix], token: str | None = None) -> list[Verdict]:
+        self.tokens.append(token)
+        if token is not None and token in self.memo:
+            return self.memo[token]
+        verdicts = await super().record_fixes(fixes)
+        if token is not None:
+            self.memo[token] = verdicts
+        if self.lose:
+            self.lose -= 1
+            raise RedisConnectionError("Connection closed by server.")
+        return verdicts
+
+
+async def test_a_store_reply_lost_is_answered_on_the_retry_by_its_token() -> None:
+    store = LostReplyStore()
+    bus = MemoryBus()
+    gateway = Gateway(store, bus, Metrics(), TopicScheme(), clock=lambda: NOW)
+    await gateway.put_technician(Technician("tech-1", "Ann", ("dev-1",)))
+    batch = [msg("fleet/dev-1/pos", pos(NOW - 20)), msg("fleet/dev-1/pos", pos(NOW - 10))]
+    async with bus.subscribe(None, None, 1000) as sub:
+        with pytest.raises(RedisConnectionError):
+            await gateway.handle_batch(batch)
+        await gateway.handle_batch(batch)
+        seen = [orjson.loads(sub.queue.get_nowait()[2]) for _ in range(sub.queue.qsize())]
+        assert [e for e in seen if e["type"] == "position"] == [
+            position(NOW - 20),
+            position(NOW - 10),
+        ]
+        assert store.tokens[0] is not None and store.tokens == [store.tokens[0]] * 2
+        # A new batch is a new attempt, even with the same content after a success.
+        await gateway.handle_batch(batch)
+        assert store.tokens[2] != store.tokens[0]
+        assert sub.queue.empty()  # duplicates: no position, and nothing else changed
+    assert gateway.metrics.duplicates.get() == 2
+    assert gateway.engine.techs["tech-1"].last_fix == Fix("dev-1", NOW - 10, 60.17, 24.94)
