@@ -253,7 +253,12 @@ class Gateway:
             verdicts = await self.store.record_fixes(fixes)
         else:
             attempt, number = stage
-            verdicts = await self.store.record_fixes(fixes, f"{attempt.token}:{number}")
+            # The fixes are part of the name: decoding depends on the clock (a fix from
+            # the future), so a retry could gather other fixes, and a memo of other
+            # verdicts must not answer them.
+            which = hash(tuple((f.device_id, f.ts) for f in fixes)) & 0xFFFF_FFFF_FFFF
+            token = f"{attempt.token}:{number}:{which:x}"
+            verdicts = await self.store.record_fixes(fixes, token)
             attempt.stored.add(number)
         effects = Effects()
         for fix, verdict, at in zip(fixes, verdicts, received, strict=True):
