@@ -33,6 +33,13 @@ def _gateway_options(p: argparse.ArgumentParser, demo: bool) -> None:
         p.add_argument("--mqtt-ca-file", help="CA bundle for mqtts://")
         p.add_argument("--share-group", help="MQTT 5 shared subscription group for several workers")
         p.add_argument(
+            "--leave-share-group",
+            action="store_const",
+            const="true",
+            help="on shutdown, leave the share group for good (retiring this worker id): "
+            "unsubscribe, ingest what was queued for it, end its session",
+        )
+        p.add_argument(
             "--role",
             choices=["all", "worker", "api"],
             help="all (default); with --redis: worker = MQTT ingest + engine, api = HTTP only",
@@ -71,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
 def settings_from(args: argparse.Namespace, **overrides: Any) -> Settings:
     names = (
         "mqtt", "redis", "mqtt_protocol", "mqtt_client_id", "mqtt_ca_file", "share_group",
-        "role", "redis_prefix", "worker_id",
+        "leave_share_group", "role", "redis_prefix", "worker_id",
         "http", "api_keys", "topic_prefix", "public_url", "history_per_device", "log_level",
         "eta_snapshot",
     )  # fmt: skip
@@ -110,7 +117,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"fieldtrack: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        # uvicorn re-raises the Ctrl-C it handled once everything has shut down.
+        # Ctrl-C before the server runs (while serving, serve() handles it).
         return 0
 
 

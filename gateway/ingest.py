@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import logging
 import random
 import socket
@@ -48,6 +49,8 @@ from gateway.settings import Settings
 
 log = logging.getLogger("fieldtrack.ingest")
 SOCKET_WATCH_S = 1.0  # see _watch_socket
+LEAVE_DRAIN_S = 30.0  # see MqttIngest.leave
+LEAVE_QUIET_S = 1.0
 
 
 async def _watch_socket(client: aiomqtt.Client, every_s: float = SOCKET_WATCH_S) -> None:
@@ -94,6 +97,11 @@ class MqttIngest:
         self.protocol: str | None = None  # what the broker accepted, once known
         self._served = False  # reached the subscribed state since the last back-off
         self.holding = False  # a batch waits, un-acknowledged, for the store to come back
+        # For leave(): the connection being served, and what it is doing.
+        self._serving: aiomqtt.Client | None = None
+        self._busy = False
+        self._last_batch = time.monotonic()
+        self._leaving = False
         self.held = Counter(
             "fieldtrack_ingest_held_total",
             "Batches held un-acknowledged because the store failed (retried, never dropped).",
@@ -135,9 +143,13 @@ class MqttIngest:
                 self.protocol = protocol
                 # Prefer what worked for the next reconnect.
                 self._order.sort(key=lambda p: p != protocol)
+                self._serving = client
                 await self._serve(client)
             finally:
+                self._serving = None
                 self.connected.clear()
+                if self._leaving and protocol == "5":
+                    await _end_session(client)
                 await client.__aexit__(None, None, None)
             return
         assert last_error is not None
@@ -198,7 +210,40 @@ class MqttIngest:
                     batch.append(queue.get_nowait())
                 except asyncio.QueueEmpty:
                     break
-            await self._process_until_stored(client, batch)
+            self._busy = True
+            try:
+                await self._process_until_stored(client, batch)
+            finally:
+                self._busy = False
+                self._last_batch = time.monotonic()
+
+    async def leave(self, drain_s: float = LEAVE_DRAIN_S, quiet_s: float = LEAVE_QUIET_S) -> bool:
+        """Leave the share group for good, before the ingest task is cancelled.
+
+        Mosquitto keeps dealing a share to a durable session whose client is gone, so a
+        worker id that is retired strands every Nth fix until its session expires (7
+        days). Unsubscribing stops that; the messages already queued for this session
+        keep coming and are ingested until none has come for ``quiet_s``; then the
+        closing DISCONNECT ends the session (MQTT 5 Session Expiry 0). True once
+        drained; False (session kept, for the same id to finish) if the broker was not
+        connected or the queue did not drain within ``drain_s`` (the store away, say).
+        """
+        client = self._serving
+        if client is None or not self.connected.is_set():
+            log.warning("not connected: the share group's session stays for this id")
+            return False
+        await client.unsubscribe(self.gateway.topics.subscriptions())
+        log.info("unsubscribed from the share group; draining what was queued for us")
+        deadline = time.monotonic() + drain_s
+        queue: asyncio.Queue[aiomqtt.Message] = client._queue
+        while self._busy or not queue.empty() or time.monotonic() - self._last_batch < quiet_s:
+            if time.monotonic() > deadline or self._serving is not client:
+                log.warning("share group not drained after %.0f s: session kept", drain_s)
+                return False
+            await asyncio.sleep(0.05)
+        self._leaving = True
+        log.info("left the shared subscription: drained, the session ends on disconnect")
+        return True
 
     async def _process_until_stored(
         self, client: aiomqtt.Client, batch: Sequence[aiomqtt.Message]
@@ -276,6 +321,17 @@ class MqttIngest:
     async def _outbound(self, client: aiomqtt.Client, event: Event) -> None:
         topic = self.gateway.topics.outbound(str(event["type"]))
         await client.publish(topic, orjson.dumps(event), qos=1)
+
+
+async def _end_session(client: aiomqtt.Client) -> None:
+    """DISCONNECT with Session Expiry 0: the broker forgets this client id's session."""
+    props = _properties(PacketTypes.DISCONNECT)
+    props.SessionExpiryInterval = 0
+    if client._client.disconnect(properties=props) != paho.MQTT_ERR_SUCCESS:
+        return
+    with contextlib.suppress(TimeoutError, aiomqtt.MqttError):
+        async with asyncio.timeout(5):
+            await asyncio.shield(client._disconnected)
 
 
 def _raise_if_cancelling() -> None:

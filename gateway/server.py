@@ -7,8 +7,10 @@ down (Ctrl-C / SIGTERM) the other tasks are cancelled and the group unwinds.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Callable, Coroutine
+import signal
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -140,7 +142,45 @@ def http_server(runtime: Runtime) -> uvicorn.Server:
         timeout_graceful_shutdown=2,
         lifespan="off",
     )
-    return uvicorn.Server(config)
+    return _Server(config)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its signal handling: ``serve`` stops it on SIGINT/SIGTERM.
+
+    uvicorn's own handlers, once it has shut down, re-raise the signal with the
+    previous disposition: SIGTERM then kills the process before anything after the
+    HTTP server runs (the ETA model's last save, leaving a share group, closing Redis).
+    """
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+@contextlib.contextmanager
+def _stop_on_signals(server: uvicorn.Server) -> Iterator[None]:
+    """SIGINT/SIGTERM end the HTTP server gracefully; a second one, at once."""
+    loop = asyncio.get_running_loop()
+
+    def on_signal(sig: signal.Signals) -> None:
+        logging.getLogger("fieldtrack").info("%s: shutting down", sig.name)
+        if server.should_exit:
+            server.force_exit = True
+        server.should_exit = True
+
+    installed = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, on_signal, sig)
+        except (RuntimeError, ValueError, NotImplementedError):  # not the main thread
+            continue
+        installed.append(sig)
+    try:
+        yield
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)
 
 
 async def serve(
@@ -150,6 +190,17 @@ async def serve(
 ) -> None:
     """Run ingest and HTTP (plus ``extra`` named tasks) until a signal or ``stop``."""
     server = http_server(runtime)
+    with _stop_on_signals(server):
+        await _serve(runtime, server, extra, stop)
+    await runtime.close()
+
+
+async def _serve(
+    runtime: Runtime,
+    server: uvicorn.Server,
+    extra: dict[str, Callable[[], Coroutine[Any, Any, Any]]] | None,
+    stop: asyncio.Event | None,
+) -> None:
     async with asyncio.TaskGroup() as tg:
         http = tg.create_task(server.serve(), name="http")
         others = []
@@ -165,6 +216,7 @@ async def serve(
         # A failing task ends the group (and so the server); uvicorn ending
         # (a signal, or ``stop``) ends the others.
         await http
+        if runtime.settings.leave_share_group and "mqtt-ingest" in runtime.background():
+            await runtime.ingest.leave()  # while ingest still runs: it drains the queue
         for task in others:
             task.cancel()
-    await runtime.close()

@@ -70,6 +70,9 @@ class Settings:
     mqtt_session_expiry_s: int = 7 * 24 * 3600
     mqtt_receive_maximum: int = 1000
     share_group: str | None = None
+    # On shutdown, leave the share group for good (a worker id being retired): unsubscribe,
+    # ingest what the broker had already queued for this session, end the session.
+    leave_share_group: bool = False
     topic_prefix: str = "fleet"
     owntracks_prefix: str = "owntracks"
     redis: str | None = None
@@ -141,6 +144,8 @@ class Settings:
             raise ConfigError(f"role {self.role} shares state through Redis: give --redis")
         if self.mqtt_protocol not in ("5", "3.1.1", "auto"):
             raise ConfigError("mqtt_protocol must be 5, 3.1.1 or auto")
+        if self.leave_share_group and not self.share_group:
+            raise ConfigError("leave_share_group needs a share_group to leave")
         self.http_bind()
         if any(not key.value for key in self.api_keys):
             raise ConfigError("an API key must not be empty")

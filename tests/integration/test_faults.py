@@ -62,6 +62,7 @@ class Worker:
         client_id: str,
         logs: Path,
         share_group: str | None = "g",
+        extra: tuple[str, ...] = (),
     ) -> None:
         self.client_id = client_id
         self.http_port = free_port()
@@ -75,6 +76,7 @@ class Worker:
         ]  # fmt: skip
         if share_group is not None:
             self.args += ["--share-group", share_group]
+        self.args += extra
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("FIELDTRACK_")}
         self.env["FIELDTRACK_OWNTRACKS_PREFIX"] = f"{prefix}-ot"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -555,3 +557,32 @@ async def watch_live_state(history: History, regressions: list[tuple[str, float,
                 regressions.append((device, seen[device], ts))
             seen[device] = max(ts, seen.get(device, 0.0))
         await asyncio.sleep(0.01)
+
+
+async def test_a_retired_worker_leaves_its_share_to_the_others(
+    persistent_broker: Mosquitto,
+    redis: RedisServer,
+    prefix: str,
+    history: History,
+    workers: list[Worker],
+    logs: Path,
+) -> None:
+    """Unlike the killed worker above, whose share waits in its session for it to
+    return, one stopped with --leave-share-group drains and hands its share back."""
+    w1 = Worker(persistent_broker, redis, prefix, "w1", logs, extra=("--leave-share-group",))
+    w2 = Worker(persistent_broker, redis, prefix, "w2", logs)
+    workers += [w1, w2]
+    w1.start()
+    w2.start()
+    await asyncio.gather(w1.ready(), w2.ready())
+    publishing = asyncio.ensure_future(load(persistent_broker, prefix))
+    await eventually(lambda: history.reaches(N // 4), 10, "a quarter stored", w1)
+    stopping = time.monotonic()
+    await asyncio.to_thread(w1.stop)  # SIGTERM, mid-stream
+    left = time.monotonic() - stopping
+    assert w1.proc is not None and w1.proc.returncode == 0, w1.tail()
+    assert (await publishing).acked == N
+    await history.settles(N, w2)  # w1 never returns: w2 took the rest of the stream
+    await history.assert_each_once(N // DEVICES)
+    assert "left the shared subscription" in w1.tail()
+    print(f"\nretired worker: drained and left in {left:.2f} s; all {N} stored; lost 0")

@@ -145,3 +145,11 @@ def test_settings_are_frozen() -> None:
         s.http = "x:1"  # type: ignore[misc]
     assert s.with_(http="x:1").http == "x:1"
     assert s.http == "127.0.0.1:8080"
+
+
+def test_leaving_a_share_group_needs_one() -> None:
+    with pytest.raises(ConfigError, match="leave_share_group needs a share_group"):
+        Settings.from_env({"FIELDTRACK_LEAVE_SHARE_GROUP": "true"}).validate()
+    settings = Settings.from_env({}, share_group="g", leave_share_group="true")
+    settings.validate()
+    assert settings.leave_share_group is True
