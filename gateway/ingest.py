@@ -42,6 +42,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from redis.exceptions import RedisError
 
+from gateway.cancel import raise_if_cancelling
 from gateway.metrics import Counter, Gauge
 from gateway.model import Event
 from gateway.service import BatchResult, DeadLetter, Gateway, Inbound
@@ -122,7 +123,7 @@ class MqttIngest:
             except* aiomqtt.MqttError as group:
                 # A connection lost while serving arrives wrapped by _serve's TaskGroup.
                 log.warning("MQTT connection lost or refused (%s); retrying", group.exceptions[0])
-            _raise_if_cancelling()  # an error while closing must not swallow a cancel
+            raise_if_cancelling()  # an error while closing must not swallow a cancel
             if self._served:
                 delay, self._served = 0.5, False
             await asyncio.sleep(delay * random.uniform(0.5, 1.5))
@@ -260,7 +261,7 @@ class MqttIngest:
                 try:
                     return await self._process(client, batch)
                 except RedisError as exc:
-                    _raise_if_cancelling()
+                    raise_if_cancelling()
                     if not self.holding:
                         log.warning("store failed (%s); holding %d messages", exc, len(batch))
                     self.holding = True
@@ -279,7 +280,7 @@ class MqttIngest:
             while outbox:
                 event = outbox[0]
                 await self._outbound(client, event)
-                _raise_if_cancelling()
+                raise_if_cancelling()
                 outbox.popleft()  # only once the broker has it
             ready.clear()
 
@@ -294,7 +295,7 @@ class MqttIngest:
         ]
         result = await self.gateway.handle_batch(inbound)
         await self._send(client, result)
-        _raise_if_cancelling()
+        raise_if_cancelling()
         for m in batch:
             if m.qos > 0:
                 client._client.ack(m.mid, m.qos)
@@ -332,14 +333,6 @@ async def _end_session(client: aiomqtt.Client) -> None:
     with contextlib.suppress(TimeoutError, aiomqtt.MqttError):
         async with asyncio.timeout(5):
             await asyncio.shield(client._disconnected)
-
-
-def _raise_if_cancelling() -> None:
-    """aiomqtt waits through ``asyncio.wait_for``, which on Python 3.11 can swallow a
-    cancellation that lands as the wait completes; honour it here instead of looping on."""
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError
 
 
 def dead_letter_envelope(dead: DeadLetter) -> bytes:

@@ -32,6 +32,7 @@ import orjson
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from gateway.cancel import raise_if_cancelling
 from gateway.engine import Effects, Engine
 from gateway.learning import ModelKeeper
 from gateway.model import Event, Fix
@@ -80,10 +81,8 @@ class EngineLeader:
                 await self._term()
             except* RedisError as group:
                 log.warning("engine election: Redis failed (%s)", group.exceptions[0])
-            task = asyncio.current_task()
-            if task is not None and task.cancelling():
-                # An error raised while cancelling (a last save) must not eat the cancel.
-                raise asyncio.CancelledError
+            # An error raised while cancelling (a last save) must not eat the cancel.
+            raise_if_cancelling()
             await asyncio.sleep(self.lease_ms / 3000)
 
     async def _term(self) -> None:
@@ -111,6 +110,7 @@ class EngineLeader:
             await asyncio.sleep(self.lease_ms / 3000)
             if not await self._renew():
                 return
+            raise_if_cancelling()
 
     async def _renew(self) -> bool:
         renewed = await self.redis.eval(
@@ -140,6 +140,7 @@ class EngineLeader:
                 while not (sub.overflowed.is_set() and sub.queue.empty()):
                     event_id, _, data = await sub.queue.get()
                     await self.handle(orjson.loads(data))
+                    raise_if_cancelling()
                     last_id = event_id
                     if time.monotonic() - saved_at >= CHECKPOINT_EVERY_S:
                         await self.redis.set(self.checkpoint_key, last_id)
@@ -168,6 +169,7 @@ class EngineLeader:
         while True:
             await asyncio.sleep(interval_s)
             await self.gateway.tick()
+            raise_if_cancelling()
 
 
 def _followed(event: Event) -> bool:

@@ -23,6 +23,7 @@ from typing import Any, Protocol
 
 from eta.durations import DurationModel
 from eta.speeds import SnapshotError, SpeedModel, save_json
+from gateway.cancel import raise_if_cancelling
 from gateway.engine import Engine
 
 log = logging.getLogger("fieldtrack.learning")
@@ -98,6 +99,7 @@ class ModelKeeper:
             while True:
                 await asyncio.sleep(SAVE_EVERY_S)
                 await self.save(current())
+                raise_if_cancelling()
         finally:
             if self.path is not None or self.blobs is not None:
                 await asyncio.shield(self.save(current()))

@@ -34,6 +34,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from gateway.bus import Predicate, Subscription, parse_id
+from gateway.cancel import raise_if_cancelling
 from gateway.model import Event
 from gateway.redis_store import LuaScript, redis_client
 
@@ -51,18 +52,6 @@ return ids
 StreamKey = tuple[int, int]
 # Stream replies as our clients return them (RESP2, responses not decoded).
 Rows = list[tuple[bytes, dict[bytes, bytes]]]
-
-
-def _honour_cancel() -> None:
-    """Raise if this task was asked to stop and the request got lost.
-
-    redis-py sends through ``asyncio.wait_for``, which on Python 3.11 swallows
-    a cancel that lands just as the send completes; the task still counts the
-    request, so checking ``cancelling()`` after Redis calls recovers it.
-    """
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError
 
 
 class _Entry:
@@ -183,7 +172,7 @@ class RedisBus:
         try:
             if key is not None:
                 await self._replay(member, key)
-            _honour_cancel()  # a client that left during the replay
+            raise_if_cancelling()  # a client that left during the replay
             yield sub
         finally:
             self._members.discard(member)
@@ -224,7 +213,7 @@ class RedisBus:
         # BLOCK plus a grace for the reply to travel: past that the peer is gone.
         read_timeout = self.block_ms / 1000 + 2.0
         while True:
-            _honour_cancel()  # second line of defence; the reader's client avoids wait_for
+            raise_if_cancelling()  # second line of defence; the reader's client avoids wait_for
             try:
                 async with asyncio.timeout(read_timeout):
                     reply = await self._reader_client.xread(

@@ -20,6 +20,7 @@ from redis.exceptions import RedisError
 from dispatcher_feed.app import create_app
 from dispatcher_feed.context import AppContext
 from gateway.bus import Bus, MemoryBus
+from gateway.cancel import raise_if_cancelling
 from gateway.ingest import MqttIngest
 from gateway.leader import EngineLeader
 from gateway.learning import ModelKeeper
@@ -122,9 +123,7 @@ def _outlasting_redis(
                 return
             except RedisError as exc:
                 log.warning("%s: Redis failed (%s); starting again in 1 s", name, exc)
-            task = asyncio.current_task()
-            if task is not None and task.cancelling():
-                raise asyncio.CancelledError
+            raise_if_cancelling()
             await asyncio.sleep(1.0)
 
     return run

@@ -22,6 +22,7 @@ import orjson
 
 from gateway import codec
 from gateway.bus import MQTT_OUT_TYPES, Bus
+from gateway.cancel import raise_if_cancelling
 from gateway.engine import SITE_PREFIX, Effects, Engine, site_fence
 from gateway.errors import BadPayload, Rejected
 from gateway.events import fence_changed, job_changed
@@ -353,6 +354,7 @@ class Gateway:
         while True:
             await asyncio.sleep(interval_s)
             await self.refresh_directory()
+            raise_if_cancelling()
 
     async def tick(self) -> None:
         """Time passing without messages: dwell, overruns, stale devices, ETA refresh."""
@@ -363,6 +365,7 @@ class Gateway:
         while True:
             await asyncio.sleep(interval_s)
             await self.tick()
+            raise_if_cancelling()
 
     # -- registrations ----------------------------------------------------------
 

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.support.procs import Mosquitto, mosquitto
+from tests.support.tasks import stop_tasks
 
 # An async test that runs longer than this is cancelled where it waits and fails, so that
 # its own clean-up and its fixtures' teardown still run and the suite goes on. (An alarm
@@ -63,34 +64,16 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
                 pytest.fail(f"cancelled after {TEST_LIMIT_S:.0f} s (FIELDTRACK_TEST_LIMIT_S)")
             raise
         finally:
-            await _end_leftover_tasks(before)
+            # Cancel the tasks the test started and left running (it failed before
+            # stopping them) before its fixtures are torn down under them.
+            me = asyncio.current_task()
+            await stop_tasks(t for t in asyncio.all_tasks() if t not in before and t is not me)
 
     item.obj = limited  # type: ignore[attr-defined]
     try:
         return (yield)
     finally:
         item.obj = test  # type: ignore[attr-defined]
-
-
-async def _end_leftover_tasks(before: set[asyncio.Task[object]], limit_s: float = 10.0) -> None:
-    """Cancel the tasks a test started and left running (it failed before stopping them),
-    before its fixtures are torn down under them.
-
-    Cancelled again and again: redis-py can swallow a cancellation (a command that was
-    interrupted is retried on a new connection and returns), and a task that outlives
-    one cancel would hang the event loop's close, which cancels only once.
-    """
-    me = asyncio.current_task()
-    left = {t for t in asyncio.all_tasks() if t not in before and t is not me}
-    give_up = time.monotonic() + limit_s
-    while left := {t for t in left if not t.done()}:
-        if time.monotonic() > give_up:
-            pytest.fail(
-                f"tasks still running {limit_s:.0f} s after cancel: {sorted(map(str, left))}"
-            )
-        for task in left:
-            task.cancel()
-        await asyncio.wait(left, timeout=0.5)
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,6 @@ Measured figures (recovery times, counts) are printed; see them with ``-s``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import signal
 import subprocess
@@ -32,9 +31,11 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 from redis.exceptions import BusyLoadingError
 
+from gateway.cancel import raise_if_cancelling
 from gateway.redis_store import RedisStore, decode_fix
 from simulators.loadgen import LoadResult, run_load
 from tests.support.procs import Mosquitto, RedisServer, free_port, mosquitto, redis_server
+from tests.support.tasks import stop_task
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
@@ -130,12 +131,6 @@ class Worker:
         if not self.alive:
             raise AssertionError(f"worker exited:\n{self.tail()}")
         return await self.readyz() == status
-
-
-async def stop(task: asyncio.Task[None]) -> None:
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
 
 
 async def _within(value: int, low: int, high: int) -> bool:
@@ -498,7 +493,7 @@ async def test_redis_outage_holds_acks_not_ready_and_catches_up(
     assert positions + await worker.metric("fieldtrack_late_fixes_total") == N
     # Every held message acknowledged at last.
     await eventually(lambda: _within(held.value, 0, baseline + SYS_SLACK), 5, "all acknowledged")
-    await stop(follower)
+    await stop_task(follower)
     print(
         f"\nredis outage: 503 after {detected:.2f} s; {in_broker} fixes held un-acked in the "
         f"broker over {returned - outage:.1f} s; all {N} stored {caught_up:.2f} s after Redis "
@@ -536,7 +531,7 @@ async def test_shared_subscription_redelivers_a_killed_workers_share(
     await history.settles(N, w1)
     redelivered = time.monotonic() - returned
     await history.assert_each_once(N // DEVICES)
-    await stop(watching)
+    await stop_task(watching)
     assert regressions == []
     # The redelivered share was older than what w2 had stored: late, history only.
     assert await w1.metric("fieldtrack_late_fixes_total") > 0
@@ -552,7 +547,9 @@ async def watch_live_state(history: History, regressions: list[tuple[str, float,
     """Sample every device's live fix; record any that moved backwards."""
     seen: dict[str, float] = {}
     while True:
-        for device, ts in (await history.latest_ts()).items():
+        latest = await history.latest_ts()
+        raise_if_cancelling()
+        for device, ts in latest.items():
             if ts < seen.get(device, 0.0):
                 regressions.append((device, seen[device], ts))
             seen[device] = max(ts, seen.get(device, 0.0))

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from gateway.server import Runtime, build_runtime, http_server
 from gateway.settings import Settings
 from tests.support.procs import free_port
+from tests.support.tasks import stop_task
 
 API_KEY = "test-key-0123456789"
 
@@ -49,11 +50,8 @@ async def running_gateway(
                 await runtime.ingest.connected.wait()
         yield runtime
     finally:
-        for task in tasks:
-            task.cancel()
         server.should_exit = True
         for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await stop_task(task)
         await http
         await runtime.close()
