@@ -138,9 +138,9 @@ class EngineLeader:
         while True:
             async with bus.subscribe(last_id, _followed, 100_000) as sub:
                 while not (sub.overflowed.is_set() and sub.queue.empty()):
+                    raise_if_cancelling()  # after the Redis calls of the last turn
                     event_id, _, data = await sub.queue.get()
                     await self.handle(orjson.loads(data))
-                    raise_if_cancelling()
                     last_id = event_id
                     if time.monotonic() - saved_at >= CHECKPOINT_EVERY_S:
                         await self.redis.set(self.checkpoint_key, last_id)
