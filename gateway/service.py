@@ -65,7 +65,7 @@ class BatchResult:
 class _Attempt:
     """One broker batch, across the retries of the ingest loop (see ``handle_batch``)."""
 
-    key: bytes  # digest of the batch's topics and payloads
+    key: bytes = b""  # digest of the batch's topics and payloads, taken if it fails
     token: str = field(default_factory=lambda: uuid.uuid4().hex)
     stored: set[int] = field(default_factory=set)  # stages whose store call returned
 
@@ -145,10 +145,20 @@ class Gateway:
         again; and a store call whose reply was lost is repeated with the same attempt
         token, so the store answers what it decided then rather than "duplicate".
         """
-        key = _batch_key(batch)
         attempt = self._attempt
-        if attempt is None or attempt.key != key:
-            attempt = self._attempt = _Attempt(key)
+        if attempt is not None and attempt.key != _batch_key(batch):
+            attempt = None  # that batch was given up (its messages will come again)
+        attempt = attempt or _Attempt()
+        self._attempt = None
+        try:
+            return await self._handle_batch(batch, attempt)
+        except BaseException:
+            # Only a failed batch is digested: the next call may be its retry.
+            attempt.key = _batch_key(batch)
+            self._attempt = attempt
+            raise
+
+    async def _handle_batch(self, batch: Sequence[Inbound], attempt: _Attempt) -> BatchResult:
         result = BatchResult()
         now = self.clock()
         # Appended to in place: what is stored before a failure stays for the retry.
@@ -175,7 +185,6 @@ class Gateway:
         await self._flush(fixes, stamps, statuses, result, events, (attempt, stage))
         await self._publish(events, outbox=False)
         self._unpublished = []
-        self._attempt = None
         done = self.clock()
         for msg in batch:
             self.metrics.pipeline.observe(max(0.0, done - msg.received))
