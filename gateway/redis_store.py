@@ -25,6 +25,8 @@ Keys (``P`` is the prefix, ``ft:`` by default; device keys carry a hash tag):
   HASH job -> technician; ``P blob:{name}`` opaque bytes (ETA model, fences).
 * ``P rec:{token}:{chunk}`` the verdicts of one ``record_fixes`` attempt, for
   ``RECORD_TTL_S``: its retry after a lost reply gets them back (``Store``).
+* ``P events`` the ``RedisBus`` stream, when the store is built with ``events``: the
+  record and job scripts append the events they are given to it (the outbox).
 
 The record script builds device key names itself, so it needs standalone
 Redis (or one primary), not Redis Cluster. Redis errors are not wrapped: when
@@ -39,12 +41,13 @@ from collections.abc import Sequence
 from typing import Any, Final, cast
 
 import msgspec
+import orjson
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError, NoScriptError
 
-from gateway.model import Fix, Job, Technician
+from gateway.model import Event, Fix, Job, Technician
 from gateway.store import Verdict, _tour_order
 
 # One script call handles at most this many fixes, so Redis is never blocked
@@ -55,15 +58,18 @@ SCRIPT_CHUNK: Final = 1000
 # lost). One small key per batch: ~2 MB of Redis at 10 000 fixes/s in 50-fix batches.
 RECORD_TTL_S: Final = 120
 
-# ARGV: prefix, history limit, attempt token ('' for none), its TTL in seconds, then
-# (device, ts, fix) per fix.
+# ARGV: prefix, history limit, attempt token ('' for none), its TTL in seconds, the
+# event stream ('' for none) and its MAXLEN, then (device, ts, fix, event) per fix.
 # With a token the verdicts are also kept for RECORD_TTL_S under P rec:<token>, and a
 # call with a token already seen returns those instead of deciding again: the retry of
 # a call whose reply was lost (Redis died after running it) learns what it stored.
+# With a stream, the event of each fix that becomes the newest is appended to it in the
+# same script: a fix is never stored without its event (the outbox, see ``Store``).
 RECORD_LUA: Final = """
 local prefix = ARGV[1]
 local limit = tonumber(ARGV[2])
 local slack = math.floor(limit / 8)
+local stream, maxlen = ARGV[5], ARGV[6]
 local memo = nil
 if ARGV[3] ~= '' then
   memo = prefix .. 'rec:' .. ARGV[3]
@@ -77,7 +83,7 @@ if ARGV[3] ~= '' then
   end
 end
 local verdicts = {}
-for i = 5, #ARGV, 3 do
+for i = 7, #ARGV, 4 do
   local dev = prefix .. 'd:{' .. ARGV[i] .. '}:'
   local hist = dev .. 'h'
   local ts = ARGV[i + 1]
@@ -92,6 +98,9 @@ for i = 5, #ARGV, 3 do
     redis.call('ZADD', hist, ts, ARGV[i + 2])
     if verdict == 1 then
       redis.call('SET', dev .. 'l', ARGV[i + 2])
+      if stream ~= '' and ARGV[i + 3] ~= '' then
+        redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', 't', 'position', 'd', ARGV[i + 3])
+      end
     end
     local excess = redis.call('ZCARD', hist) - limit
     if excess > slack then
@@ -125,7 +134,8 @@ redis.call('HSET', KEYS[1], tid, ARGV[2])
 return previous
 """
 
-# KEYS: jobs, jobtech; ARGV: prefix, job id, packed job, technician id or ''.
+# KEYS: jobs, jobtech; ARGV: prefix, job id, packed job, technician id or '', the event
+# stream ('' for none) and its MAXLEN, then (type, data) per event to append with the job.
 PUT_JOB_LUA: Final = """
 local prefix, job, tid = ARGV[1], ARGV[2], ARGV[4]
 local old = redis.call('HGET', KEYS[2], job)
@@ -139,6 +149,9 @@ else
   redis.call('SADD', prefix .. 'tour:' .. tid, job)
 end
 redis.call('HSET', KEYS[1], job, ARGV[3])
+for i = 7, #ARGV, 2 do
+  redis.call('XADD', ARGV[5], 'MAXLEN', '~', ARGV[6], '*', 't', ARGV[i], 'd', ARGV[i + 1])
+end
 """
 
 # KEYS: tour:{tid}, jobs. HMGET in slices: Lua's unpack has a stack limit.
@@ -264,10 +277,15 @@ class RedisStore:
         history_per_device: int = 10_000,
         key_prefix: str = "ft:",
         owns_client: bool = False,
+        events: tuple[str, int] | None = None,
     ) -> None:
+        """``events``: (stream, MAXLEN) of the deployment's event bus (``RedisBus.stream``
+        and its replay length) -- the store then appends the events given to
+        ``record_fixes`` and ``put_job`` in the same script as the data."""
         if history_per_device < 1:
             raise ValueError("history_per_device must be at least 1")
         self.client = client
+        self._stream, self._maxlen = events if events is not None else ("", 0)
         self.history_limit = history_per_device
         self.prefix = key_prefix
         self._owns_client = owns_client
@@ -276,9 +294,18 @@ class RedisStore:
         self._put_job = LuaScript(PUT_JOB_LUA)
         self._jobs_of = LuaScript(JOBS_OF_LUA)
 
+    @property
+    def publishes_events(self) -> bool:
+        return self._stream != ""
+
     @classmethod
     async def connect(
-        cls, url: str, *, history_per_device: int = 10_000, key_prefix: str = "ft:"
+        cls,
+        url: str,
+        *,
+        history_per_device: int = 10_000,
+        key_prefix: str = "ft:",
+        events: tuple[str, int] | None = None,
     ) -> RedisStore:
         """Open a client for ``url`` (owned and closed by the store) and load the scripts.
 
@@ -286,7 +313,7 @@ class RedisStore:
         """
         client = redis_client(url)
         store = cls(client, history_per_device=history_per_device, key_prefix=key_prefix,
-                    owns_client=True)  # fmt: skip
+                    owns_client=True, events=events)  # fmt: skip
         try:
             for script in (store._record, store._put_technician, store._put_job, store._jobs_of):
                 await script.load(client)
@@ -303,15 +330,28 @@ class RedisStore:
 
     # -- fixes ------------------------------------------------------------------
 
-    async def record_fixes(self, fixes: Sequence[Fix], token: str | None = None) -> list[Verdict]:
+    async def record_fixes(
+        self,
+        fixes: Sequence[Fix],
+        token: str | None = None,
+        events: Sequence[Event] | None = None,
+    ) -> list[Verdict]:
         if not fixes:
             return []
+        stream = self._stream if events is not None else ""
+        if events is not None and len(events) != len(fixes):
+            raise ValueError("one event per fix")
         calls: list[list[Any]] = []
         for start in range(0, len(fixes), SCRIPT_CHUNK):
             memo = "" if token is None else f"{token}:{start}"
-            args: list[Any] = [self.prefix, self.history_limit, memo, RECORD_TTL_S]
-            for fix in fixes[start : start + SCRIPT_CHUNK]:
-                args += (fix.device_id, repr(float(fix.ts)), encode_fix(fix))
+            args: list[Any] = [
+                self.prefix, self.history_limit, memo, RECORD_TTL_S, stream, self._maxlen
+            ]  # fmt: skip
+            end = min(start + SCRIPT_CHUNK, len(fixes))
+            for k in range(start, end):
+                fix = fixes[k]
+                data = orjson.dumps(events[k]) if events is not None and stream else b""
+                args += (fix.device_id, repr(float(fix.ts)), encode_fix(fix), data)
             calls.append(args)
         if len(calls) == 1:
             replies = [await self._record(self.client, (), calls[0])]
@@ -361,9 +401,13 @@ class RedisStore:
 
     # -- jobs -------------------------------------------------------------------
 
-    async def put_job(self, job: Job) -> None:
+    async def put_job(self, job: Job, events: Sequence[Event] = ()) -> None:
         keys = (self._key("jobs"), self._key("jobtech"))
-        args = (self.prefix, job.job_id, _ENCODER.encode(job), job.technician_id or "")
+        args: list[Any] = [self.prefix, job.job_id, _ENCODER.encode(job), job.technician_id or ""]
+        args += (self._stream, self._maxlen)
+        if self._stream:
+            for event in events:
+                args += (str(event.get("type", "message")), orjson.dumps(event))
         await self._put_job(self.client, keys, args)
 
     async def get_job(self, job_id: str) -> Job | None:

@@ -85,13 +85,16 @@ async def build_runtime(settings: Settings) -> Runtime:
         from gateway.redis_bus import RedisBus
         from gateway.redis_store import RedisStore, redis_client
 
+        bus = RedisBus(
+            settings.redis, replay=settings.replay_buffer, key_prefix=settings.redis_prefix
+        )
+        # The store appends position, status and job events to the bus's stream in the
+        # same script as the data (an outbox): a worker killed in between loses neither.
         store = await RedisStore.connect(
             settings.redis,
             history_per_device=settings.history_per_device,
             key_prefix=settings.redis_prefix,
-        )
-        bus = RedisBus(
-            settings.redis, replay=settings.replay_buffer, key_prefix=settings.redis_prefix
+            events=(bus.stream, settings.replay_buffer),
         )
         gateway = Gateway(store, bus, metrics, topics, inline_engine=False)
         leader = EngineLeader(

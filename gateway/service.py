@@ -259,8 +259,15 @@ class Gateway:
         summary = IngestSummary()
         if not fixes:
             return summary
+        owner = self._owner
+        # With an outbox store the events go out with the fixes, in the store's own step.
+        made = (
+            [position_event(f, owner.get(f.device_id)) for f in fixes]
+            if self.store.publishes_events
+            else None
+        )
         if stage is None:
-            verdicts = await self.store.record_fixes(fixes)
+            verdicts = await self.store.record_fixes(fixes, None, made)
         else:
             attempt, number = stage
             # The fixes are part of the name: decoding depends on the clock (a fix from
@@ -268,9 +275,10 @@ class Gateway:
             # verdicts must not answer them.
             which = hash(tuple((f.device_id, f.ts) for f in fixes)) & 0xFFFF_FFFF_FFFF
             token = f"{attempt.token}:{number}:{which:x}"
-            verdicts = await self.store.record_fixes(fixes, token)
+            verdicts = await self.store.record_fixes(fixes, token, made)
             attempt.stored.add(number)
         effects = Effects()
+        published = 0
         for fix, verdict, at in zip(fixes, verdicts, received, strict=True):
             if verdict is Verdict.DUPLICATE:
                 summary.duplicates += 1
@@ -279,10 +287,15 @@ class Gateway:
             if verdict is Verdict.LATE:
                 summary.late += 1
                 continue
-            technician_id = self._owner.get(fix.device_id)
-            events.append(position_event(fix, technician_id))
+            technician_id = owner.get(fix.device_id)
+            if made is None:
+                events.append(position_event(fix, technician_id))
+            else:
+                published += 1
             if self.inline_engine:
                 effects.extend(self.engine.on_fix(fix, technician_id, at))
+        if published:
+            self.metrics.events.inc(float(published), "position")
         self.metrics.positions.inc(summary.accepted)
         self.metrics.duplicates.inc(summary.duplicates)
         self.metrics.late.inc(summary.late)
@@ -313,11 +326,21 @@ class Gateway:
             self.metrics.ignored.inc(1.0, "repeated_status")
             return []
         new = outcome.job
-        await self.store.put_job(new)
-        events = [status_event(new, new.history[-1])]
+        events = await self._put_job(new, [status_event(new, new.history[-1])])
         if self.inline_engine:
             events += await self._apply(self.engine.job_changed(new, update.ts))
         return events
+
+    async def _put_job(self, job: Job, events: list[Event]) -> list[Event]:
+        """Store the job with the events of the change; those still to publish are returned
+        (none when the store is the outbox and published them with the job)."""
+        if not self.store.publishes_events:
+            await self.store.put_job(job)
+            return events
+        await self.store.put_job(job, events)
+        for event in events:
+            self.metrics.events.inc(1.0, event["type"])
+        return []
 
     async def _publish(self, events: list[Event], outbox: bool = True) -> None:
         """To the bus; with ``outbox``, MQTT-out types also wait for the ingest loop."""
@@ -441,9 +464,8 @@ class Gateway:
                 delay_s=existing.delay_s,
                 predictions=existing.predictions,
             )
-        await self.store.put_job(job)
         now = self.clock()
-        events = [job_changed(job, now, created=existing is None)]
+        events = await self._put_job(job, [job_changed(job, now, created=existing is None)])
         if self.inline_engine:
             events += await self._apply(self.engine.job_changed(job, now, existing is None))
             job = self.engine.tours.get(job.job_id) or job

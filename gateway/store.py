@@ -5,6 +5,13 @@ batch of fixes into one round trip: ``record_fixes`` stores history, drops
 duplicates and moves live state forward in one call, and answers a ``Verdict``
 per fix. Deciding "is this the newest fix?" inside the store is what lets
 several workers share one device's stream without a single owner.
+
+A store may also be the bus's outbox (``publishes_events``): given the events of what it
+writes, it appends them to the event stream in the same atomic step, so that a process
+dying between the two cannot leave data stored whose events never went out (the retry
+of its un-acked batch finds duplicates, which make no events). ``RedisStore`` does so
+when it shares Redis with the ``RedisBus``; in one process (``MemoryStore``) a crash
+loses both alike, and the caller publishes.
 """
 
 from __future__ import annotations
@@ -14,7 +21,7 @@ import enum
 from collections.abc import Iterable, Sequence
 from typing import Protocol
 
-from gateway.model import Fix, Job, Technician
+from gateway.model import Event, Fix, Job, Technician
 
 
 class Verdict(enum.Enum):
@@ -24,10 +31,22 @@ class Verdict(enum.Enum):
 
 
 class Store(Protocol):
-    async def record_fixes(self, fixes: Sequence[Fix], token: str | None = None) -> list[Verdict]:
+    @property
+    def publishes_events(self) -> bool:
+        """True: ``record_fixes`` and ``put_job`` publish the events they are given (the
+        caller must not publish them again); False: they ignore them."""
+        ...
+
+    async def record_fixes(
+        self,
+        fixes: Sequence[Fix],
+        token: str | None = None,
+        events: Sequence[Event] | None = None,
+    ) -> list[Verdict]:
         """Store the fixes; each one's verdict. ``token`` names one attempt: called again
         with the same token (its reply was lost, say), a store that can lose replies
-        returns the verdicts it gave then instead of calling every fix a duplicate."""
+        returns the verdicts it gave then instead of calling every fix a duplicate.
+        ``events``: one per fix, published with it if it becomes the newest."""
         ...
 
     async def latest(self, device_id: str) -> Fix | None: ...
@@ -38,7 +57,10 @@ class Store(Protocol):
     async def get_technician(self, technician_id: str) -> Technician | None: ...
     async def list_technicians(self) -> list[Technician]: ...
     async def technician_of(self, device_id: str) -> str | None: ...
-    async def put_job(self, job: Job) -> None: ...
+    async def put_job(self, job: Job, events: Sequence[Event] = ()) -> None:
+        """Store the job (with ``publishes_events``, and publish ``events`` with it)."""
+        ...
+
     async def get_job(self, job_id: str) -> Job | None: ...
     async def jobs_of(self, technician_id: str) -> list[Job]: ...
     async def list_jobs(self) -> list[Job]: ...
@@ -101,7 +123,14 @@ class MemoryStore:
         self._jobs: dict[str, Job] = {}
         self._fences: dict[str, bytes] = {}
 
-    async def record_fixes(self, fixes: Sequence[Fix], token: str | None = None) -> list[Verdict]:
+    publishes_events = False  # a crash loses the events and this store alike
+
+    async def record_fixes(
+        self,
+        fixes: Sequence[Fix],
+        token: str | None = None,
+        events: Sequence[Event] | None = None,
+    ) -> list[Verdict]:
         # In process, a reply cannot be lost: the token has nothing to do.
         verdicts = []
         for fix in fixes:
@@ -144,7 +173,7 @@ class MemoryStore:
     async def technician_of(self, device_id: str) -> str | None:
         return self._device_owner.get(device_id)
 
-    async def put_job(self, job: Job) -> None:
+    async def put_job(self, job: Job, events: Sequence[Event] = ()) -> None:
         self._jobs[job.job_id] = job
 
     async def get_job(self, job_id: str) -> Job | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import aiomqtt
 import httpx
@@ -13,7 +13,10 @@ import pytest
 
 from gateway.engine import Engine
 from gateway.learning import ModelKeeper
+from gateway.model import Event, Job, Site, Technician
 from gateway.redis_store import RedisStore
+from gateway.server import build_runtime
+from gateway.service import Inbound
 from tests.support.gateway import API_KEY, gateway_settings, running_gateway
 from tests.support.procs import Mosquitto, RedisServer, free_port, redis_server
 from tests.support.sse import SseEvent, sse_events
@@ -93,3 +96,57 @@ async def test_learned_model_survives_a_new_leader(redis: RedisServer, prefix: s
         assert successor.model.snapshot() == taught.model.snapshot()
     finally:
         await store.close()
+
+
+class Died(Exception):
+    """The worker process ending right after a store call returned (SIGKILL, OOM)."""
+
+
+async def test_a_worker_dying_right_after_storing_loses_no_event(
+    redis: RedisServer, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Worker 1 stores a batch and dies before anything else; the broker redelivers the
+    un-acked batch to worker 2, whose store finds duplicates only. The position and status
+    events still reach the stream, once each: the store appended them with the data."""
+    settings = gateway_settings(
+        "mqtt://127.0.0.1:1", prefix, role="worker", redis=redis.url, redis_prefix=f"{prefix}:"
+    )
+    now = time.time()
+    batch = [
+        Inbound(f"{prefix}/d1/{kind}", json.dumps(body).encode(), now)
+        for kind, body in (
+            ("pos", {"ts": now - 3, "lat": 60.19, "lon": 24.9}),
+            ("status", {"ts": now - 2, "job": "j1", "status": "en_route"}),
+            ("pos", {"ts": now - 1, "lat": 60.2, "lon": 24.9}),
+        )
+    ]
+    first = await build_runtime(settings)
+    try:
+        await first.gateway.put_technician(Technician("t1", "Aino", ("d1",)))
+        await first.gateway.put_job(Job("j1", "t1", Site(60.2, 24.9, 80.0)))
+        store = first.store
+        assert isinstance(store, RedisStore)
+        real_put_job = store.put_job
+
+        async def put_job_then_die(job: Job, events: Sequence[Event] = ()) -> None:
+            await real_put_job(job, events)
+            raise Died
+
+        monkeypatch.setattr(store, "put_job", put_job_then_die)
+        with pytest.raises(Died):  # the first fix is stored, then the status: then death
+            await first.gateway.handle_batch(batch)
+    finally:
+        await first.close()
+    second = await build_runtime(settings)
+    try:
+        await second.gateway.start()
+        await second.gateway.handle_batch(batch)  # the redelivery
+        rows = await second.store.client.xrange(f"{prefix}:events")  # type: ignore[attr-defined]
+    finally:
+        await second.close()
+    events = [json.loads(fields[b"d"]) for _, fields in rows]
+    assert [(e["type"], e.get("ts")) for e in events if e["type"] != "job"] == [
+        ("position", now - 3),
+        ("status", now - 2),
+        ("position", now - 1),
+    ]

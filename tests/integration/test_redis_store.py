@@ -10,7 +10,9 @@ import asyncio
 import random
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from typing import cast
 
+import orjson
 import pytest
 import redis.exceptions
 from hypothesis import given, settings
@@ -355,3 +357,58 @@ async def test_an_attempt_token_repeats_its_verdicts_for_the_retry(
     assert await store.record_fixes(many, "try-3") == [Verdict.NEWEST] * 5
     assert await store.record_fixes(many, "try-3") == [Verdict.NEWEST] * 5
     assert len(await store.client.keys(f"{store.prefix}rec:try-3:*")) == 3
+
+
+# -- the store as the bus's outbox ------------------------------------------------------
+
+
+async def stream_events(store: RedisStore, stream: str) -> list[tuple[str, dict[str, object]]]:
+    # Replies as our clients return them: RESP2, not decoded.
+    rows = cast(list[tuple[bytes, dict[bytes, bytes]]], await store.client.xrange(stream))
+    return [(f[b"t"].decode(), orjson.loads(f[b"d"])) for _, f in rows]
+
+
+async def test_events_go_to_the_stream_with_the_fixes_that_are_newest(
+    server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    prefix = new_prefix()
+    stream = f"{prefix}events"
+    store = await RedisStore.connect(server.url, key_prefix=prefix, events=(stream, 1000))
+    try:
+        assert store.publishes_events
+        batch = [fx("a", T0 + 2), fx("a", T0 + 1), fx("a", T0 + 2), fx("b", T0)]
+        events = [{"type": "position", "n": i} for i in range(len(batch))]
+        assert await store.record_fixes(batch, "try-1", events) == [N, L, D, N]
+        # Late and duplicate fixes make no event: only the first and the last.
+        assert await stream_events(store, stream) == [
+            ("position", events[0]),
+            ("position", events[3]),
+        ]
+        # The retry of a lost reply gets its verdicts back and appends nothing again.
+        assert await store.record_fixes(batch, "try-1", events) == [N, L, D, N]
+        assert len(await stream_events(store, stream)) == 2
+        # Without events (a caller that publishes itself) the stream is left alone.
+        assert await store.record_fixes([fx("a", T0 + 3)]) == [N]
+        assert len(await stream_events(store, stream)) == 2
+        with pytest.raises(ValueError, match="one event per fix"):
+            await store.record_fixes([fx("a", T0 + 4)], None, [])
+        # Every chunk of a big batch appends its own fixes' events, in order.
+        monkeypatch.setattr(redis_store, "SCRIPT_CHUNK", 2)
+        many = [fx("c", T0 + i) for i in range(5)]
+        await store.record_fixes(many, None, [{"type": "position", "k": i} for i in range(5)])
+        assert [e["k"] for _, e in (await stream_events(store, stream))[2:]] == list(range(5))
+        # A job and the events of its change go together too.
+        status = {"type": "status", "job_id": "j1", "status": "done"}
+        await store.put_job(job("j1", "t1", 1), [status])
+        assert (await stream_events(store, stream))[-1] == ("status", status)
+        assert await store.get_job("j1") == job("j1", "t1", 1)
+    finally:
+        await store.close()
+
+
+async def test_a_store_without_a_stream_publishes_nothing(store: RedisStore) -> None:
+    assert not store.publishes_events
+    await store.record_fixes([fx("a", T0)], None, [{"type": "position"}])
+    await store.put_job(job("j1", "t1", 1), [{"type": "status"}])
+    assert await store.client.keys(f"{store.prefix}events") == []
+    assert await store.get_job("j1") == job("j1", "t1", 1)

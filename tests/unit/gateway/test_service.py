@@ -328,11 +328,11 @@ class FailingJobStore(MemoryStore):
         super().__init__()
         self.failures = 1
 
-    async def put_job(self, job: Job) -> None:
+    async def put_job(self, job: Job, events: Sequence[Event] = ()) -> None:
         if self.failures:
             self.failures -= 1
             raise RedisConnectionError("Redis went away")
-        await super().put_job(job)
+        await super().put_job(job, events)
 
 
 async def test_fixes_stored_before_a_later_step_failed_keep_their_events() -> None:
@@ -362,7 +362,12 @@ class LostReplyStore(MemoryStore):
         self.memo: dict[str, list[Verdict]] = {}
         self.tokens: list[str | None] = []
 
-    async def record_fixes(self, fixes: Sequence[Fix], token: str | None = None) -> list[Verdict]:
+    async def record_fixes(
+        self,
+        fixes: Sequence[Fix],
+        token: str | None = None,
+        events: Sequence[Event] | None = None,
+    ) -> list[Verdict]:
         self.tokens.append(token)
         if token is not None and token in self.memo:
             return self.memo[token]
@@ -397,3 +402,56 @@ async def test_a_store_reply_lost_is_answered_on_the_retry_by_its_token() -> Non
         assert sub.queue.empty()  # duplicates: no position, and nothing else changed
     assert gateway.metrics.duplicates.get() == 2
     assert gateway.engine.techs["tech-1"].last_fix == Fix("dev-1", NOW - 10, 60.17, 24.94)
+
+
+class OutboxStore(MemoryStore):
+    """Publishes the events it is given with the data, as RedisStore does with a stream."""
+
+    publishes_events = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.published: list[Event] = []
+
+    async def record_fixes(
+        self,
+        fixes: Sequence[Fix],
+        token: str | None = None,
+        events: Sequence[Event] | None = None,
+    ) -> list[Verdict]:
+        verdicts = await super().record_fixes(fixes, token)
+        assert events is not None and len(events) == len(fixes)
+        self.published += [e for e, v in zip(events, verdicts, strict=True) if v is Verdict.NEWEST]
+        return verdicts
+
+    async def put_job(self, job: Job, events: Sequence[Event] = ()) -> None:
+        await super().put_job(job)
+        self.published += events
+
+
+async def test_an_outbox_store_publishes_what_it_stores_and_the_bus_does_not_again() -> None:
+    store, bus = OutboxStore(), MemoryBus()
+    gateway = Gateway(store, bus, Metrics(), TopicScheme(), clock=lambda: NOW)
+    await gateway.put_technician(Technician("tech-1", "Ann", ("dev-1",)))
+    await gateway.put_job(Job("job-1", "tech-1", Site(60.2, 24.9)))
+    assert [e["type"] for e in store.published] == ["job"]
+    store.published.clear()
+    batch = [
+        msg("fleet/dev-1/pos", pos(NOW - 10)),
+        msg("fleet/dev-1/pos", pos(NOW - 10)),  # a duplicate: no event
+        msg("fleet/dev-1/pos", pos(NOW - 20)),  # late: stored, no event
+        msg("fleet/dev-1/status", {"ts": NOW - 5, "job": "job-1", "status": "en_route"}),
+    ]
+    async with bus.subscribe(None, None, 1000) as sub:
+        await gateway.handle_batch(batch)
+        on_bus = [orjson.loads(sub.queue.get_nowait()[2]) for _ in range(sub.queue.qsize())]
+    assert [(e["type"], e["ts"]) for e in store.published] == [
+        ("position", NOW - 10),
+        ("status", NOW - 5),
+    ]
+    assert store.published[0] == position(NOW - 10)
+    # The engine's own events still go by the bus; what the store published does not.
+    assert {e["type"] for e in on_bus} == {"eta"}
+    assert gateway.metrics.events.get("position") == 1
+    assert gateway.metrics.events.get("status") == 1
+    assert gateway.metrics.events.get("job") == 1
