@@ -20,8 +20,10 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import cast
 
 import aiomqtt
 import httpx
@@ -80,6 +82,7 @@ class Worker:
         self.args += extra
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("FIELDTRACK_")}
         self.env["FIELDTRACK_OWNTRACKS_PREFIX"] = f"{prefix}-ot"
+        self.env["FIELDTRACK_REPLAY_BUFFER"] = str(4 * N)  # the stream keeps a test's events
         self.proc: subprocess.Popen[bytes] | None = None
         self.base_url = f"http://127.0.0.1:{self.http_port}"
 
@@ -201,6 +204,21 @@ class History:
             if isinstance(v, bytes)
         }
 
+    async def position_events(self) -> Counter[tuple[str, float]]:
+        """(device, ts) of every position event in the event stream, counted."""
+        seen: Counter[tuple[str, float]] = Counter()
+        start = "-"
+        while True:
+            reply = await self.store.client.xrange(f"{self.store.prefix}events", start, "+", 5000)
+            rows = cast(list[tuple[bytes, dict[bytes, bytes]]], reply)  # RESP2, not decoded
+            for _, fields in rows:
+                if fields[b"t"] == b"position":
+                    event = orjson.loads(fields[b"d"])
+                    seen[(event["device_id"], event["ts"])] += 1
+            if len(rows) < 5000:
+                return seen
+            start = "(" + rows[-1][0].decode()
+
     async def assert_each_once(self, per_device: int) -> None:
         """Every device holds ``per_device`` distinct timestamps: all published, none twice."""
         stamps = await self.timestamps()
@@ -300,6 +318,14 @@ async def test_sigkilled_worker_restarts_and_history_holds_every_fix_once(
         )
     stamps = [p["ts"] for p in r.json()]
     assert stamps == sorted(set(stamps)) and len(stamps) == N // DEVICES
+    # And every stored fix made its position event once, those the killed worker stored
+    # just before it died too: the store script appended them with the fixes. (Each
+    # device's fixes are stored in order, a redelivery before anything newer, so none
+    # is late and each one is its device's newest when stored.)
+    events = await history.position_events()
+    stored = await history.timestamps()
+    assert set(events) == {(d, ts) for d, stamps in stored.items() for ts in stamps}
+    assert set(events.values()) == {1}
     print(f"\nsigkill: {at_kill} stored at kill; all {N} stored {recovery:.2f} s after restart")
 
 
