@@ -4,7 +4,9 @@ Batches of 1, 50 and 500 fixes from 1 000 devices. In the same run: MemoryStore
 on the same fixes (the ratio), the literal design the batch script replaced (a
 pipeline of one EVALSHA per fix), Redis's own time per fix (INFO commandstats),
 one awaited round trip, bytes per stored fix (ZSET history vs a Stream), and
-``RedisBus.publish`` per event against a pipeline of XADDs.
+``RedisBus.publish`` per event against a pipeline of XADDs. With each fix's position
+event: appended by the store's own script (the outbox, what ingest does) against a
+store call then ``RedisBus.publish``.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import orjson
 from redis.asyncio import Redis
 
 from gateway.model import Fix
+from gateway.pipeline import position_event
 from gateway.redis_bus import RedisBus
 from gateway.redis_store import LuaScript, RedisStore, encode_fix, redis_client
 from gateway.store import MemoryStore
@@ -86,20 +89,40 @@ async def round_trip_us(client: Redis, n: int) -> float:
     return statistics.median(samples)
 
 
-async def redis_run(url: str, work: list[list[Fix]], tokens: bool = False) -> tuple[float, float]:
+async def redis_run(
+    url: str, work: list[list[Fix]], tokens: bool = False, events: str = ""
+) -> tuple[float, float]:
     """(wall µs per fix, Redis's own µs per fix) on fresh keys; with ``tokens``, every
-    call names its attempt, as the gateway's ingest does (the script keeps its verdicts)."""
-    store = await RedisStore.connect(url, key_prefix=f"b{uuid.uuid4().hex[:8]}:")
+    call names its attempt, as the gateway's ingest does (the script keeps its verdicts).
+
+    ``events``: also each fix's position event, as Redis-mode ingest sends it --
+    "outbox": given to the store, which appends it in its script (what the gateway
+    does); "bus": published by ``RedisBus.publish`` after the store call (what it did).
+    """
+    prefix = f"b{uuid.uuid4().hex[:8]}:"
+    bus = RedisBus(url, key_prefix=prefix)
+    store = await RedisStore.connect(
+        url, key_prefix=prefix, events=(bus.stream, 10_000) if events == "outbox" else None
+    )
 
     async def attempt(batch: list[Fix]) -> object:
-        return await store.record_fixes(batch, uuid.uuid4().hex)
+        token = uuid.uuid4().hex if tokens else None
+        if not events:
+            return await store.record_fixes(batch, token)
+        made = [position_event(f, "t-1") for f in batch]
+        if events == "outbox":
+            return await store.record_fixes(batch, token, made)
+        verdicts = await store.record_fixes(batch, token)
+        await bus.publish(made)
+        return verdicts
 
     try:
         before = await evalsha_usec(store.client)
-        wall = await per_fix_us(attempt if tokens else store.record_fixes, work)
+        wall = await per_fix_us(attempt, work)
         server = (await evalsha_usec(store.client) - before) / sum(len(b) for b in work)
     finally:
         await store.close()
+        await bus.close()
     return wall, server
 
 
@@ -124,6 +147,11 @@ async def store_figures(url: str, size: int, total: int) -> dict[str, float]:
         out["redis_server_us_per_fix_with_attempt_token"] = round(
             statistics.median(r[1] for r in tokened), 2
         )
+        for how in ("bus", "outbox"):
+            both = [await redis_run(url, work, True, how) for _ in range(REPEATS)]
+            out[f"with_position_events_{how}_us_per_fix"] = round(
+                statistics.median(r[0] for r in both), 2
+            )
         baseline = statistics.median([await per_fix_pipeline_us(url, work)
                                       for _ in range(REPEATS)])  # fmt: skip
         out["baseline_pipeline_per_fix_evalsha_us"] = round(baseline, 2)
