@@ -15,6 +15,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 
 import msgspec
@@ -36,6 +37,9 @@ from geofence.shapes import Fence, fence_from_geojson
 
 log = logging.getLogger("fieldtrack.gateway")
 Clock = Callable[[], float]
+# False while the ingest task retries a batch (a context variable: an HTTP request served
+# meanwhile, in a task of its own, still counts what it rejects or ignores).
+_COUNTING: ContextVar[bool] = ContextVar("fieldtrack_counting", default=True)
 
 
 @dataclass(slots=True)
@@ -68,6 +72,7 @@ class _Attempt:
     key: bytes = b""  # digest of the batch's topics and payloads, taken if it fails
     token: str = field(default_factory=lambda: uuid.uuid4().hex)
     stored: set[int] = field(default_factory=set)  # stages whose store call returned
+    tries: int = 0
 
 
 def _batch_key(batch: Sequence[Inbound]) -> bytes:
@@ -150,6 +155,9 @@ class Gateway:
             attempt = None  # that batch was given up (its messages will come again)
         attempt = attempt or _Attempt()
         self._attempt = None
+        # A retry's messages, rejects and repeats were counted by its first try.
+        counting = _COUNTING.set(attempt.tries == 0)
+        attempt.tries += 1
         try:
             return await self._handle_batch(batch, attempt)
         except BaseException:
@@ -157,6 +165,8 @@ class Gateway:
             attempt.key = _batch_key(batch)
             self._attempt = attempt
             raise
+        finally:
+            _COUNTING.reset(counting)
 
     async def _handle_batch(self, batch: Sequence[Inbound], attempt: _Attempt) -> BatchResult:
         result = BatchResult()
@@ -169,11 +179,12 @@ class Gateway:
         statuses: list[tuple[Inbound, StatusUpdate]] = []
         for msg in batch:
             route = self.topics.route(msg.topic)
-            self.metrics.messages.inc(1.0, route.kind)
+            if _COUNTING.get():
+                self.metrics.messages.inc(1.0, route.kind)
             try:
                 self._decode(msg, route, now, fixes, statuses, result)
             except BadPayload as exc:
-                self.metrics.reject(exc.code)
+                self._reject(exc.code)
                 result.dead_letters.append(_dead(route, msg, exc.reason))
             stamps += [msg.received] * (len(fixes) - len(stamps))
             if statuses:
@@ -209,7 +220,7 @@ class Gateway:
             try:
                 events += await self._apply_status(update, "device")
             except Rejected as exc:
-                self.metrics.reject(exc.code)
+                self._reject(exc.code)
                 route = self.topics.route(msg.topic)
                 result.dead_letters.append(_dead(route, msg, exc.reason))
         fixes.clear()
@@ -230,20 +241,28 @@ class Gateway:
             fixes.extend(decoded.fixes)
             if decoded.errors:
                 for error in decoded.errors:
-                    self.metrics.reject(error.code)
+                    self._reject(error.code)
                 result.dead_letters.append(_dead(route, msg, decoded.reason))
         elif route.kind == "status":
             statuses.append((msg, codec.decode_status(route.device_id, msg.payload, now)))
         elif route.kind == "owntracks":
             fix = codec.decode_owntracks(route.device_id, msg.payload, now)
             if fix is None:
-                self.metrics.ignored.inc(1.0, "owntracks")
+                self._ignore("owntracks")
             else:
                 fixes.append(fix)
         elif route.kind == "own":
-            self.metrics.ignored.inc(1.0, "own_output")
+            self._ignore("own_output")
         else:
             raise BadPayload("bad_topic", route.problem or f"no handler for {msg.topic!r}")
+
+    def _reject(self, code: str) -> None:
+        if _COUNTING.get():
+            self.metrics.reject(code)
+
+    def _ignore(self, why: str) -> None:
+        if _COUNTING.get():
+            self.metrics.ignored.inc(1.0, why)
 
     # -- shared by MQTT and HTTP ------------------------------------------------
 
@@ -323,7 +342,7 @@ class Gateway:
         technician_id = self._owner.get(update.device_id) if source != "api" else None
         outcome = apply_status(job, update, technician_id, source)
         if not outcome.changed:
-            self.metrics.ignored.inc(1.0, "repeated_status")
+            self._ignore("repeated_status")
             return []
         new = outcome.job
         events = await self._put_job(new, [status_event(new, new.history[-1])])

@@ -455,3 +455,31 @@ async def test_an_outbox_store_publishes_what_it_stores_and_the_bus_does_not_aga
     assert gateway.metrics.events.get("position") == 1
     assert gateway.metrics.events.get("status") == 1
     assert gateway.metrics.events.get("job") == 1
+
+
+async def test_a_retried_batch_is_counted_once() -> None:
+    """Messages, rejects and ignored repeats are counted by a batch's first try only."""
+    bus = FailingBus(failures=0)
+    gateway = Gateway(MemoryStore(), bus, Metrics(), TopicScheme(), clock=lambda: NOW)
+    await gateway.put_technician(Technician("tech-1", "Ann", ("dev-1",)))
+    batch = [
+        msg("fleet/dev-1/pos", pos(NOW - 10)),
+        msg("fleet/dev-1/pos", b"\xff not json"),
+        msg("fleet/dev-1/status", status("en_route", NOW - 5)),
+        msg("fleet/dev-1/status", status("en_route", NOW - 4)),  # the same again: ignored
+    ]
+    await gateway.put_job(Job("job-1", "tech-1", Site(60.2, 24.9)))
+    bus.failures = 2
+    for _ in range(2):
+        with pytest.raises(RedisConnectionError):
+            await gateway.handle_batch(batch)
+    await gateway.handle_batch(batch)
+    m = gateway.metrics
+    assert m.messages.get("pos") == 2 and m.messages.get("status") == 2
+    assert {labels[0]: v for labels, v in m.rejected.values.items()} == {"bad_encoding": 1}
+    assert m.ignored.get("repeated_status") == 1
+    assert m.positions.get() == 1
+    # Outside a batch's retry, everything counts.
+    await gateway.handle_batch([msg("fleet/dev-1/pos", b"\xff not json")])
+    assert m.messages.get("pos") == 3
+    assert {labels[0]: v for labels, v in m.rejected.values.items()} == {"bad_encoding": 2}
