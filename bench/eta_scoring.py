@@ -25,7 +25,8 @@ class TrueJob:
     """What truly happened at one job: a ``job`` record of the truth file.
 
     ``leave``: the technician set off for it; ``arrival``: reached it; ``done``: work ended;
-    ``departure``: left it (the next job's ``leave``; ``done`` for the last job).
+    ``departure``: left it (the next job's ``leave``; ``done`` for the last job);
+    ``work_s``: on-site work time, pauses excluded; ``pauses``: (start, end) of each.
     """
 
     job_id: str
@@ -36,10 +37,17 @@ class TrueJob:
     arrival: float
     done: float
     departure: float
+    work_s: float = 0.0
+    pauses: tuple[tuple[float, float], ...] = ()
 
     @property
     def late(self) -> bool:
         return self.arrival > self.window_end
+
+    def onsite_to_come(self, at: float) -> float:
+        """The job's true on-site time as a plan seen at ``at``: all its work, and the
+        pause time not yet past (the estimator takes work done so far off the plan)."""
+        return self.work_s + sum(max(0.0, b - max(a, at)) for a, b in self.pauses)
 
     @classmethod
     def from_record(cls, rec: Mapping[str, Any]) -> TrueJob:
@@ -52,6 +60,8 @@ class TrueJob:
             arrival=float(rec["arrival"]),
             done=float(rec["done"]),
             departure=float(rec["departure"]),
+            work_s=float(rec.get("work_s", 0.0)),
+            pauses=tuple((float(a), float(b)) for a, b in rec.get("pauses", ())),
         )
 
 

@@ -18,11 +18,18 @@ in that same harness -- the gateway's estimate at exactly T - H rather than its 
 published one, with the engine's own cascade rules and learned job durations. Errors are
 split into travel and on-site parts (``bench.eta_scoring``).
 
-Two more rows show what learned on-site times would change (``EstimateConfig``
-``learned_durations`` and ``learned_remaining``: median worked/planned ratio for jobs not
-started, conditional median rest for a job under way), which the gateway does not use by
-default: ``learned_onsite`` with the gateway's travel model, ``free_flow_learned_onsite``
-with the free-flow router. The baselines themselves always plan on-site time by the plan.
+``oracle_onsite`` is no model: the gateway's travel model and cascade told every job's
+true on-site time (work plus the pause time still to come), as a bound on what better
+duration estimates could give; the rest of its error is travel, statuses and fixes the
+gateway has not heard yet. ``free_flow_oracle_onsite`` is the free-flow router told the
+same: the two travel models compared with on-site time taken out of the question.
+
+Two more rows show what learned on-site times would change
+(``EstimateConfig`` ``learned_durations`` and ``learned_remaining``: median worked/planned
+ratio for jobs not started, conditional median rest for a job under way), which the
+gateway does not use by default: ``learned_onsite`` with the gateway's travel model,
+``free_flow_learned_onsite`` with the free-flow router. The baselines themselves always
+plan on-site time by the plan.
 
 A prediction is scored when the gateway had published an ETA for the job before T - H
 (the first job of a day is often reached within 30 minutes of the first fix); the
@@ -40,7 +47,7 @@ import random
 import time
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -98,8 +105,12 @@ MODELS = (
     "free_flow",
     "learned_onsite",
     "free_flow_learned_onsite",
+    "oracle_onsite",
+    "free_flow_oracle_onsite",
 )
 LEARNED_ONSITE = EstimateConfig(learned_durations=True, learned_remaining=True)
+# Told each job's true on-site time: no floor is needed under a duration that is known.
+ORACLE_ONSITE = EstimateConfig(min_remaining_s=0.0, min_remaining_frac=0.0)
 
 
 # The simulator's fleet, with 90-minute appointment windows: its 2-hour default leaves ~1.5 %
@@ -240,6 +251,13 @@ class Scores:
             "improvement_vs_free_flow_learned_onsite": improvement(
                 stats["learned_onsite"]["mae_s"], ff
             ),
+            "improvement_vs_free_flow_oracle_onsite": improvement(
+                stats["oracle_onsite"]["mae_s"], ff
+            ),
+            # Both told the true on-site times: the travel models alone, side by side.
+            "oracle_onsite_vs_free_flow_oracle_onsite": improvement(
+                stats["oracle_onsite"]["mae_s"], stats["free_flow_oracle_onsite"]["mae_s"]
+            ),
             "error_split": {m: split_stats(self.parts.get((horizon, m), [])) for m in MODELS[1:]},
             "gateway_by_situation": {
                 "heading_there": error_stats(self.next_stop.get((horizon, True), [])),
@@ -287,6 +305,8 @@ class Replay:
             "free_flow": (free_flow, plain, None),
             "learned_onsite": (engine.model, LEARNED_ONSITE, engine.durations),
             "free_flow_learned_onsite": (free_flow, LEARNED_ONSITE, engine.durations),
+            "oracle_onsite": (engine.model, ORACLE_ONSITE, None),
+            "free_flow_oracle_onsite": (free_flow, ORACLE_ONSITE, None),
         }
         self.tick_s = tick_s
         self.next_tick = 0.0
@@ -372,13 +392,19 @@ class Replay:
         now = fix.ts + (at - tech.last_received)  # the engine's device-time "now"
         stops = [tour_stop(j) for j in self.gateway.engine.tours.tour(job.technician_id)]
         on_site = {s.job_id for s in stops if s.state in ON_SITE_STATES}
-        cascades = {
-            name: [
+        told = [
+            replace(s, planned_duration_s=self.truth[s.job_id].onsite_to_come(at))
+            if s.job_id in self.truth
+            else s
+            for s in stops
+        ]
+        cascades = {}
+        for name, (model, cfg, durations) in self.models.items():
+            tour = told if name.endswith("oracle_onsite") else stops
+            cascades[name] = [
                 PredictedStop(e.job_id, e.eta, e.departure, e.job_id in on_site)
-                for e in estimate_tour(now, (fix.lat, fix.lon), stops, model, cfg, durations)
+                for e in estimate_tour(now, (fix.lat, fix.lon), tour, model, cfg, durations)
             ]
-            for name, (model, cfg, durations) in self.models.items()
-        }
         if not any(p.job_id == job.job_id for p in cascades["free_flow"]):
             if horizon in HORIZONS_S:
                 self.scores.skipped["not_in_tour"] += 1

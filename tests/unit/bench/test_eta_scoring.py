@@ -203,3 +203,17 @@ def test_true_job_from_truth_record() -> None:
     j = TrueJob.from_record(record)
     assert j == TrueJob("job-001-02", "tech-001", 100.0, 5500.0, 4000.0, 5600.5, 7000.0, 7300.0)
     assert j.late
+
+
+def test_true_on_site_time_as_seen_at_a_moment() -> None:
+    record = {
+        "job_id": "j", "technician_id": "t", "window": {"start": 0.0, "end": 9000.0},
+        "leave": 0.0, "arrival": 1000.0, "done": 4900.0, "departure": 4900.0,
+        "work_s": 3000.0, "pauses": [[2000.0, 2600.0], [3000.0, 3300.0]],
+    }  # fmt: skip
+    j = TrueJob.from_record(record)
+    assert (j.work_s, j.pauses) == (3000.0, ((2000.0, 2600.0), (3000.0, 3300.0)))
+    assert j.onsite_to_come(500.0) == 3000.0 + 600.0 + 300.0  # before arrival: all of it
+    assert j.onsite_to_come(2400.0) == 3000.0 + 200.0 + 300.0  # paused: the rest of it
+    assert j.onsite_to_come(2800.0) == 3000.0 + 300.0  # between pauses
+    assert j.onsite_to_come(5000.0) == 3000.0  # afterwards: the work alone
