@@ -48,6 +48,13 @@ class DurationPrior:
     decay: float = 0.995
 
 
+# Pause lengths, as a ``DurationModel`` of pause / ``EstimateConfig.pause_ref_s`` (600 s):
+# before any is learned a pause is believed to last about ten minutes, give or take half.
+PAUSE_PRIOR = DurationPrior(
+    mean_ratio=1.0, cv=0.5, prior_weight=5.0, min_ratio=0.05, max_ratio=10.0
+)
+
+
 class DurationModel:
     """Distribution of worked/planned on-site time. Not thread-safe; one owner mutates it."""
 

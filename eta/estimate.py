@@ -4,8 +4,11 @@ The cascade, stop by stop in tour order (done, cancelled and failed stops are sk
 
 * a stop being worked (``on_site``, ``paused``, ``resumed``): its ETA is ``arrived_at``
   (``now`` if unknown); it is left after the remaining on-site time, counted from ``now``.
-  A paused job is assumed to resume now -- the most optimistic reading; every later fix
-  moves the estimate on, and the overrun/late-risk alerts catch a long pause.
+  A paused job resumes after the rest of its pause: with a learned ``pauses`` model (a
+  ``DurationModel`` of pause lengths against ``EstimateConfig.pause_ref_s``), the median
+  rest of a pause that has lasted this long; without one, now (the most optimistic
+  reading). Every later fix moves the estimate on, and the overrun/late-risk alerts
+  catch a long pause.
 * any other stop: arrival = previous departure + travel time, the first leg starting at
   the technician's position; departure = max(arrival, window start) + planned duration.
 
@@ -112,9 +115,13 @@ class EstimateConfig:
     plain gain: it foresees an overrun once a job runs past its plan, which is right on
     average, but it is the jobs about to end that are reached soon after; on the simulated
     fleet it cut the error 30 min ahead of an arrival by ~6 % and raised it 10 min ahead by
-    ~30 % (``bench eta`` reports both ways)."""
+    ~30 % (``bench eta`` reports both ways).
+
+    ``pause_ref_s``: the length a pause model's ratios are taken against (a typical pause;
+    it only scales the model's histogram, see ``eta.durations.PAUSE_PRIOR``)."""
 
     onsite_cv: float = 0.25
+    pause_ref_s: float = 600.0
     min_remaining_s: float = 60.0
     min_remaining_frac: float = 0.1
     max_early_s: float | None = None
@@ -140,13 +147,18 @@ def remaining_onsite_s(
     now: float,
     cfg: EstimateConfig = DEFAULT_CONFIG,
     durations: DurationModel | None = None,
+    pauses: DurationModel | None = None,
 ) -> float:
-    """Predicted on-site time left on a stop being worked."""
-    return _remaining(stop, now, cfg, durations)[0]
+    """Predicted on-site time left on a stop being worked (a pause's rest included)."""
+    return _remaining(stop, now, cfg, durations, pauses)[0]
 
 
 def _remaining(
-    stop: TourStop, now: float, cfg: EstimateConfig, durations: DurationModel | None
+    stop: TourStop,
+    now: float,
+    cfg: EstimateConfig,
+    durations: DurationModel | None,
+    pauses: DurationModel | None = None,
 ) -> tuple[float, float]:
     planned = stop.planned_duration_s
     floor = min(planned, max(cfg.min_remaining_s, cfg.min_remaining_frac * planned))
@@ -154,9 +166,23 @@ def _remaining(
     rest = max(planned - elapsed, floor)
     learned = durations.remaining(planned, elapsed) if durations is not None else None
     if learned is None:
-        return rest, cfg.onsite_cv * rest
-    median, sd = learned
-    return (max(median, floor) if cfg.learned_remaining else rest), sd
+        work, sd = rest, cfg.onsite_cv * rest
+    else:
+        median, sd = learned
+        work = max(median, floor) if cfg.learned_remaining else rest
+    pause, pause_sd = _pause_rest(stop, now, cfg, pauses)
+    return work + pause, sqrt(sd * sd + pause_sd * pause_sd)
+
+
+def _pause_rest(
+    stop: TourStop, now: float, cfg: EstimateConfig, pauses: DurationModel | None
+) -> tuple[float, float]:
+    """(median, sd) of the rest of the current pause; (0, 0) when not paused or unknown
+    (and when the pause has outlasted every one learned: it may end any moment)."""
+    if pauses is None or stop.state != "paused" or stop.paused_since is None:
+        return 0.0, 0.0
+    learned = pauses.remaining(cfg.pause_ref_s, max(0.0, now - stop.paused_since))
+    return learned if learned is not None else (0.0, 0.0)
 
 
 def _duration(
@@ -190,6 +216,7 @@ def estimate_tour(
     model: SpeedModel,
     cfg: EstimateConfig = DEFAULT_CONFIG,
     durations: DurationModel | None = None,
+    pauses: DurationModel | None = None,
 ) -> list[JobEta]:
     """ETAs of the remaining stops, in tour order (see the module docstring for the rules)."""
     origin = _start_origin(position, stops)
@@ -201,7 +228,7 @@ def estimate_tour(
             continue
         if stop.state in ON_SITE_STATES:
             eta = stop.arrived_at if stop.arrived_at is not None else now
-            remaining, sd_work = _remaining(stop, now, cfg, durations)
+            remaining, sd_work = _remaining(stop, now, cfg, durations, pauses)
             departure = cursor + remaining
             sd_arrival = 0.0
             arrived = True

@@ -33,7 +33,7 @@ from eta.delay import (
     reopt_candidate,
     track_stop,
 )
-from eta.durations import DurationModel
+from eta.durations import PAUSE_PRIOR, DurationModel
 from eta.estimate import (
     CLOSED_STATES,
     ON_SITE_STATES,
@@ -120,17 +120,21 @@ class Effects:
 
 class Engine:
     """``model`` learns travel times from fixes and trips; ``durations`` learns how long jobs
-    really take against their plan, from every job that ends ``done`` after an arrival."""
+    really take against their plan, from every job that ends ``done`` after an arrival;
+    ``pauses`` how long a pause lasts, from every pause that ends, so that a paused job's
+    later ETAs count the rest of its pause."""
 
     def __init__(
         self,
         config: EngineConfig | None = None,
         model: SpeedModel | None = None,
         durations: DurationModel | None = None,
+        pauses: DurationModel | None = None,
     ):
         self.config = config or EngineConfig()
         self.model = model or SpeedModel()
         self.durations = durations or DurationModel()
+        self.pauses = pauses or DurationModel(PAUSE_PRIOR)
         self.tours = TourBook()
         self.fences = FenceIndex.build(())
         self.devices: dict[str, DeviceTrack] = {}
@@ -218,6 +222,8 @@ class Engine:
         elif job.state == "done":
             out.events.append(notify_event("done", job, now))
             self._learn_duration(previous, now)
+        if previous.state == "paused" and job.state != "paused":
+            self._learn_pause(previous, now)
         if job.state in CLOSED_STATES and job.job_id in tech.left_open:
             tech.left_open.discard(job.job_id)
             out.events.append(_left_site_alert(job, now, cleared=True))
@@ -228,6 +234,12 @@ class Engine:
             if remaining:
                 out.extend(self._reoptimize(job.technician_id, now, "cancelled", remaining))
         return out
+
+    def _learn_pause(self, previous: Job, ended_at: float) -> None:
+        """Teach the pause model how long the pause that just ended lasted."""
+        since = tour_stop(previous).paused_since
+        if since is not None and ended_at > since:
+            self.pauses.observe_job(self.config.estimate.pause_ref_s, ended_at - since)
 
     def _learn_duration(self, previous: Job, done_at: float) -> None:
         """Teach the duration model the worked time (arrival to done, pauses excluded)."""
@@ -330,7 +342,9 @@ class Engine:
         fix = tech.last_fix
         position = (fix.lat, fix.lon) if fix is not None else None
         etas = (
-            estimate_tour(now, position, stops, self.model, self.config.estimate, self.durations)
+            estimate_tour(
+                now, position, stops, self.model, self.config.estimate, self.durations, self.pauses
+            )
             if stops
             else []
         )

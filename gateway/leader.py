@@ -177,7 +177,8 @@ def _followed(event: Event) -> bool:
 
 
 async def fresh_engine(gateway: Gateway) -> Engine:
-    engine = Engine(gateway.engine.config, gateway.engine.model, gateway.engine.durations)
+    old = gateway.engine
+    engine = Engine(old.config, old.model, old.durations, old.pauses)
     for fence in (await gateway.stored_fences()).values():
         engine.put_fence(fence)
     engine.load_jobs(await gateway.store.list_jobs())

@@ -1,15 +1,15 @@
-"""Keep what the engine learned across restarts: travel times and job durations.
+"""Keep what the engine learned across restarts: travel times, job durations, pauses.
 
 In memory mode the models are snapshotted to a file (``--eta-snapshot PATH``,
 atomic replace); with Redis they are a blob in Redis, written by the engine
 leader and read by whichever worker leads next. Saved every minute and on
 shutdown, so a crash loses at most a minute of learning.
 
-One JSON object holds both: the ``SpeedModel`` snapshot as it always was, plus a
-``durations`` key with the ``DurationModel``'s. Snapshots from before durations
-were learned load with fresh durations; durations that no longer load (another
-histogram layout) are relearned without giving up the speeds. Older versions of
-the gateway ignore the extra key.
+One JSON object holds them all: the ``SpeedModel`` snapshot as it always was, plus
+``durations`` and ``pauses`` keys with the two ``DurationModel``s'. Snapshots from
+before either was learned load with it fresh; one that no longer loads (another
+histogram layout) is relearned without giving up the rest. Older versions of the
+gateway ignore the extra keys.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from gateway.engine import Engine
 log = logging.getLogger("fieldtrack.learning")
 BLOB = "eta-model"
 DURATIONS_KEY = "durations"
+PAUSES_KEY = "pauses"
 SAVE_EVERY_S = 60.0
 
 
@@ -39,7 +40,11 @@ class BlobStore(Protocol):
 
 def snapshot(engine: Engine) -> dict[str, Any]:
     """Everything the engine learned, as one JSON-serialisable object."""
-    return {**engine.model.snapshot(), DURATIONS_KEY: engine.durations.snapshot()}
+    return {
+        **engine.model.snapshot(),
+        DURATIONS_KEY: engine.durations.snapshot(),
+        PAUSES_KEY: engine.pauses.snapshot(),
+    }
 
 
 def restore_into(engine: Engine, data: Any) -> None:
@@ -50,15 +55,21 @@ def restore_into(engine: Engine, data: Any) -> None:
     if not isinstance(data, dict):
         raise SnapshotError("snapshot is not a JSON object")
     model = SpeedModel.restore(data, engine.model.prior, engine.model.config, engine.model.routing)
-    durations = engine.durations
-    if DURATIONS_KEY in data:
-        try:
-            durations = DurationModel.restore(data[DURATIONS_KEY], durations.prior)
-        except ValueError as exc:
-            log.error("learned job durations not restored (%s); starting from the prior", exc)
-    else:
-        log.info("snapshot has no learned job durations; starting them from the prior")
-    engine.model, engine.durations = model, durations
+    durations = _restored(data, DURATIONS_KEY, engine.durations, "job durations")
+    pauses = _restored(data, PAUSES_KEY, engine.pauses, "pause lengths")
+    engine.model, engine.durations, engine.pauses = model, durations, pauses
+
+
+def _restored(data: dict[str, Any], key: str, current: DurationModel, what: str) -> DurationModel:
+    """The ``DurationModel`` under ``key``; ``current`` if absent or unreadable (logged)."""
+    if key not in data:
+        log.info("snapshot has no learned %s; starting them from the prior", what)
+        return current
+    try:
+        return DurationModel.restore(data[key], current.prior)
+    except ValueError as exc:
+        log.error("learned %s not restored (%s); starting from the prior", what, exc)
+        return current
 
 
 class ModelKeeper:

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from eta.durations import DurationModel
+from eta.durations import PAUSE_PRIOR, DurationModel
 from eta.estimate import (
     EstimateConfig,
     JobEta,
@@ -363,3 +363,25 @@ def test_learned_median_not_mean_for_jobs_not_started() -> None:
     cfg = EstimateConfig(learned_durations=True)
     (a,) = estimate_tour(NOW, at_km(0), [stop("A", 1)], SPREAD, cfg, durations)
     assert a.departure - a.eta == pytest.approx(600.0 * durations.median_ratio())
+
+
+def test_a_paused_job_waits_for_the_rest_of_its_pause() -> None:
+    pauses = DurationModel(PAUSE_PRIOR)
+    for _ in range(200):
+        pauses.observe_job(600.0, 900.0)  # pauses have lasted 15 minutes
+    a = stop("A", 1, "paused", dur=1200, arrived=-900, paused=120, since=-200)
+    rest, _ = pauses.remaining(600.0, 200.0) or (0.0, 0.0)
+    assert rest == pytest.approx(700.0, abs=40.0)  # of a pause that has lasted 200 s
+    work = 1200 - (900 - 120 - 200)  # 580 s worked: 620 to go
+    first, second = estimate_tour(NOW, at_km(1), [a, stop("B", 3)], EXACT, NO_SPREAD, None, pauses)
+    assert first.departure == pytest.approx(NOW + rest + work)
+    assert first.remaining_onsite_s == pytest.approx(rest + work)
+    assert second.eta == pytest.approx(NOW + rest + work + 200.0)
+    assert second.eta_p90 > second.eta  # the pause's spread reaches the next job
+    # Resumed, or without a pause model: back to work now.
+    assert remaining_onsite_s(a, NOW, NO_SPREAD) == work
+    resumed = stop("A", 1, "resumed", dur=1200, arrived=-900, paused=320)
+    assert remaining_onsite_s(resumed, NOW, NO_SPREAD, None, pauses) == work
+    # A pause longer than any learned: it may end any moment.
+    long = stop("A", 1, "paused", dur=1200, arrived=-90_000, paused=0, since=-80_000)
+    assert remaining_onsite_s(long, NOW, NO_SPREAD, None, pauses) == 1200 * 0.1

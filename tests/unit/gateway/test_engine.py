@@ -20,7 +20,7 @@ import msgspec
 import pytest
 
 from eta.delay import DelayConfig
-from eta.durations import DurationModel, DurationPrior
+from eta.durations import PAUSE_PRIOR, DurationModel, DurationPrior
 from eta.estimate import EstimateConfig
 from eta.geo import EARTH_RADIUS_M, haversine_m
 from eta.speeds import ModelConfig, SpeedModel, SpeedPrior
@@ -515,8 +515,8 @@ def test_golden_overrun_cascade() -> None:
 
 
 class RecordingDurations(DurationModel):
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, prior: DurationPrior | None = None) -> None:
+        super().__init__(prior)
         self.seen: list[tuple[float, float]] = []
 
     def observe_job(self, planned_s: float, worked_s: float) -> None:
@@ -747,3 +747,27 @@ def test_reassigning_a_job_moves_its_fence_and_tour() -> None:
     rig.job("b", 6000, at=60, tech=None, seq=2)
     assert "job:b" not in rig.engine.fences.fences
     assert rig.engine.tours.get("b") is None
+
+
+def test_ended_pauses_teach_pause_lengths_and_a_pause_delays_the_next_jobs() -> None:
+    rig = Rig()
+    rig.engine.pauses = pauses = RecordingDurations(PAUSE_PRIOR)
+    rig.job("j1", 0, planned=600.0)
+    rig.status("j1", "on_site", 100)
+    rig.status("j1", "paused", 200)
+    rig.status("j1", "resumed", 500)
+    rig.status("j1", "paused", 600)
+    rig.status("j1", "resumed", 900)
+    rig.status("j1", "done", 950)
+    assert pauses.seen == [(600.0, 300.0), (600.0, 300.0)]
+    # A paused technician's next job waits for the rest of the pause, as learned.
+    rig.job("j3", 0, seq=2, planned=600.0)
+    rig.job("j4", 3000, seq=3, planned=600.0)
+    rig.status("j3", "on_site", 1000)
+    rig.fix(1000, 0)
+    paused = rig.status("j3", "paused", 1100)
+    [eta] = [e for e in paused if e["type"] == "eta" and e["job_id"] == "j4"]
+    rest, _ = pauses.remaining(600.0, 0.0) or (0.0, 0.0)
+    assert 0.0 < rest < 600.0  # the prior's ten minutes, pulled down by two of five
+    # j3: 100 s worked, 500 s of plan to go after the pause; then the 300 s drive.
+    assert eta["eta"] == pytest.approx(T + 1100 + rest + 500 + TRIP, abs=1.0)

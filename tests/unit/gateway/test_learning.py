@@ -25,6 +25,8 @@ def taught_engine() -> Engine:
     engine.model.observe_trip(3000.0, 3600.0, 400.0, 380.0, 350.0, bearing=5.0)
     for i in range(30):  # one job in three runs half as long again
         engine.durations.observe_job(1800.0, (1.5 if i % 3 == 0 else 1.0) * 1800.0)
+    for _ in range(10):  # pauses of 15 minutes
+        engine.pauses.observe_job(600.0, 900.0)
     return engine
 
 
@@ -42,8 +44,10 @@ class Blobs:
 
 
 def same_learning(a: Engine, b: Engine) -> bool:
-    return a.model.snapshot() == b.model.snapshot() and (
-        a.durations.snapshot() == b.durations.snapshot()
+    return (
+        a.model.snapshot() == b.model.snapshot()
+        and a.durations.snapshot() == b.durations.snapshot()
+        and a.pauses.snapshot() == b.pauses.snapshot()
     )
 
 
@@ -80,6 +84,19 @@ async def test_speeds_only_snapshot_of_older_versions_loads(tmp_path: Path) -> N
     assert await ModelKeeper(path=str(path)).load_into(engine) is True
     assert engine.model.snapshot() == taught.model.snapshot()
     assert engine.durations.jobs == 0  # learned again from the prior
+
+
+async def test_snapshot_from_before_pauses_loads_the_rest(tmp_path: Path) -> None:
+    taught = taught_engine()
+    data = snapshot(taught)
+    del data["pauses"]
+    path = tmp_path / "model.json"
+    path.write_text(json.dumps(data))
+    engine = Engine()
+    assert await ModelKeeper(path=str(path)).load_into(engine) is True
+    assert engine.durations.snapshot() == taught.durations.snapshot()
+    assert engine.pauses.jobs == 0  # learned again from the prior
+    assert engine.pauses.prior == taught.pauses.prior
 
 
 async def test_damaged_durations_keep_the_speeds(tmp_path: Path) -> None:
@@ -133,3 +150,4 @@ async def test_a_new_engine_leader_keeps_learning_durations() -> None:
     engine = await fresh_engine(gateway)
     assert engine.durations is gateway.engine.durations
     assert engine.model is gateway.engine.model
+    assert engine.pauses is gateway.engine.pauses
