@@ -98,6 +98,9 @@ SWEEP_S = tuple(60.0 * m for m in range(5, 65, 5))
 TICK_S = 30.0
 GOAL = 0.3  # issue 5: ETA MAE at least 30 % below the free-flow baseline
 ACCESS_MPS = 30.0 / 3.6  # free flow from a point to its snapped road node
+# Learned on-site models a row's cascade uses: job durations and pause lengths.
+Learned = tuple[DurationModel | None, DurationModel | None]
+NOTHING: Learned = (None, None)
 MODELS = (
     "gateway",
     "gateway_fresh",
@@ -298,15 +301,16 @@ class Replay:
         engine = self.gateway.engine
         free_flow = FreeFlowModel(graph)
         plain = EstimateConfig()
-        # name -> (travel model, cascade rules, learned durations or None)
-        self.models: dict[str, tuple[SpeedModel, EstimateConfig, DurationModel | None]] = {
-            "gateway_fresh": (engine.model, engine.config.estimate, engine.durations),
-            "constant": (SpeedModel(), plain, None),
-            "free_flow": (free_flow, plain, None),
-            "learned_onsite": (engine.model, LEARNED_ONSITE, engine.durations),
-            "free_flow_learned_onsite": (free_flow, LEARNED_ONSITE, engine.durations),
-            "oracle_onsite": (engine.model, ORACLE_ONSITE, None),
-            "free_flow_oracle_onsite": (free_flow, ORACLE_ONSITE, None),
+        learned = (engine.durations, engine.pauses)
+        # name -> (travel model, cascade rules, learned durations and pauses, or None)
+        self.models: dict[str, tuple[SpeedModel, EstimateConfig, Learned]] = {
+            "gateway_fresh": (engine.model, engine.config.estimate, learned),
+            "constant": (SpeedModel(), plain, NOTHING),
+            "free_flow": (free_flow, plain, NOTHING),
+            "learned_onsite": (engine.model, LEARNED_ONSITE, learned),
+            "free_flow_learned_onsite": (free_flow, LEARNED_ONSITE, learned),
+            "oracle_onsite": (engine.model, ORACLE_ONSITE, NOTHING),
+            "free_flow_oracle_onsite": (free_flow, ORACLE_ONSITE, NOTHING),
         }
         self.tick_s = tick_s
         self.next_tick = 0.0
@@ -399,11 +403,11 @@ class Replay:
             for s in stops
         ]
         cascades = {}
-        for name, (model, cfg, durations) in self.models.items():
+        for name, (model, cfg, (durations, pauses)) in self.models.items():
             tour = told if name.endswith("oracle_onsite") else stops
             cascades[name] = [
                 PredictedStop(e.job_id, e.eta, e.departure, e.job_id in on_site)
-                for e in estimate_tour(now, (fix.lat, fix.lon), tour, model, cfg, durations)
+                for e in estimate_tour(now, (fix.lat, fix.lon), tour, model, cfg, durations, pauses)
             ]
         if not any(p.job_id == job.job_id for p in cascades["free_flow"]):
             if horizon in HORIZONS_S:
@@ -469,6 +473,10 @@ def run(quick: bool) -> dict[str, Any]:
     sweep = replay.scores.pooled(SWEEP_S)
     model = replay.gateway.engine.model
     sectors = max(1, model.config.detour_sectors)
+    pauses, reference = (
+        replay.gateway.engine.pauses,
+        replay.gateway.engine.config.estimate.pause_ref_s,
+    )
     return {
         "setup": _setup(plan, graph),
         "jobs_on_scored_days": len(scored),
@@ -497,6 +505,11 @@ def run(quick: bool) -> dict[str, Any]:
                 "jobs": replay.gateway.engine.durations.jobs,
                 "median_ratio": round(replay.gateway.engine.durations.median_ratio(), 3),
                 "mean_ratio": round(replay.gateway.engine.durations.ratio()[0], 3),
+            },
+            "pause_lengths": {
+                "pauses": pauses.jobs,
+                "median_s": round(pauses.median_ratio() * reference, 1),
+                "mean_s": round(pauses.ratio()[0] * reference, 1),
             },
         },
         "counts": dict(replay.counts),
