@@ -154,6 +154,23 @@ for i = 7, #ARGV, 2 do
 end
 """
 
+# KEYS: fences; ARGV: fence id, the GeoJSON ('' to delete), the event stream ('' for none),
+# its MAXLEN, the event's (type, data). Returns 1 if the fence was stored or deleted; the
+# event is appended only then (deleting an absent fence changes nothing to announce).
+PUT_FENCE_LUA: Final = """
+local changed
+if ARGV[2] == '' then
+  changed = redis.call('HDEL', KEYS[1], ARGV[1])
+else
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+  changed = 1
+end
+if changed == 1 and ARGV[3] ~= '' then
+  redis.call('XADD', ARGV[3], 'MAXLEN', '~', ARGV[4], '*', 't', ARGV[5], 'd', ARGV[6])
+end
+return changed
+"""
+
 # KEYS: tour:{tid}, jobs. HMGET in slices: Lua's unpack has a stack limit.
 JOBS_OF_LUA: Final = """
 local ids = redis.call('SMEMBERS', KEYS[1])
@@ -293,6 +310,7 @@ class RedisStore:
         self._put_technician = LuaScript(PUT_TECHNICIAN_LUA)
         self._put_job = LuaScript(PUT_JOB_LUA)
         self._jobs_of = LuaScript(JOBS_OF_LUA)
+        self._put_fence = LuaScript(PUT_FENCE_LUA)
 
     @property
     def publishes_events(self) -> bool:
@@ -315,7 +333,10 @@ class RedisStore:
         store = cls(client, history_per_device=history_per_device, key_prefix=key_prefix,
                     owns_client=True, events=events)  # fmt: skip
         try:
-            for script in (store._record, store._put_technician, store._put_job, store._jobs_of):
+            for script in (
+                store._record, store._put_technician, store._put_job, store._jobs_of,
+                store._put_fence,
+            ):  # fmt: skip
                 await script.load(client)
         except BaseException:
             await client.aclose()
@@ -428,11 +449,20 @@ class RedisStore:
 
     # -- geofences (the GeoJSON as given, one hash field per fence) ----------------
 
-    async def put_fence(self, fence_id: str, feature: bytes) -> None:
-        await self.client.hset(self._key("fences"), fence_id, feature)
+    async def put_fence(self, fence_id: str, feature: bytes, events: Sequence[Event] = ()) -> None:
+        await self._fence_change(fence_id, feature, events)
 
-    async def delete_fence(self, fence_id: str) -> bool:
-        return bool(await self.client.hdel(self._key("fences"), fence_id))
+    async def delete_fence(self, fence_id: str, events: Sequence[Event] = ()) -> bool:
+        return await self._fence_change(fence_id, b"", events)
+
+    async def _fence_change(self, fence_id: str, feature: bytes, events: Sequence[Event]) -> bool:
+        if len(events) > 1:
+            raise ValueError("one event per fence change")
+        args: list[Any] = [fence_id, feature, "", 0, "", ""]
+        if self._stream and events:
+            event = events[0]
+            args[2:] = (self._stream, self._maxlen, str(event["type"]), orjson.dumps(event))
+        return bool(await self._put_fence(self.client, (self._key("fences"),), args))
 
     async def list_fences(self) -> dict[str, bytes]:
         raw = await self.client.hgetall(self._key("fences"))

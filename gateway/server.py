@@ -88,7 +88,7 @@ async def build_runtime(settings: Settings) -> Runtime:
         bus = RedisBus(
             settings.redis, replay=settings.replay_buffer, key_prefix=settings.redis_prefix
         )
-        # The store appends position, status and job events to the bus's stream in the
+        # The store appends position, status, job and fence events to the bus's stream in the
         # same script as the data (an outbox): a worker killed in between loses neither.
         store = await RedisStore.connect(
             settings.redis,

@@ -357,9 +357,12 @@ class Gateway:
             await self.store.put_job(job)
             return events
         await self.store.put_job(job, events)
+        self._published_by_store(events)
+        return []
+
+    def _published_by_store(self, events: Sequence[Event]) -> None:
         for event in events:
             self.metrics.events.inc(1.0, event["type"])
-        return []
 
     async def _publish(self, events: list[Event], outbox: bool = True) -> None:
         """To the bus; with ``outbox``, MQTT-out types also wait for the ingest loop."""
@@ -435,20 +438,32 @@ class Gateway:
         if fence_id.startswith(SITE_PREFIX):
             raise FenceError(f"ids starting with {SITE_PREFIX!r} are reserved for job sites")
         fence = fence_from_geojson(fence_id, feature)
-        await self.store.put_fence(fence_id, orjson.dumps(feature))
+        events = [fence_changed(fence_id, self.clock(), deleted=False)]
+        if self.store.publishes_events:  # the change and its event in one step
+            await self.store.put_fence(fence_id, orjson.dumps(feature), events)
+            self._published_by_store(events)
+            events = []
+        else:
+            await self.store.put_fence(fence_id, orjson.dumps(feature))
         if self.inline_engine:
             self.engine.put_fence(fence)
-        await self._publish([fence_changed(fence_id, self.clock(), deleted=False)])
+        await self._publish(events)
         return fence
 
     async def delete_fence(self, fence_id: str) -> bool:
         if fence_id.startswith(SITE_PREFIX):
             return False
-        removed = await self.store.delete_fence(fence_id)
+        events = [fence_changed(fence_id, self.clock(), deleted=True)]
+        outbox = self.store.publishes_events
+        stored = await self.store.delete_fence(fence_id, events if outbox else ())
+        if outbox and stored:  # published with the deletion
+            self._published_by_store(events)
+            events = []
+        removed = stored
         if self.inline_engine:
             removed = self.engine.remove_fence(fence_id) or removed
         if removed:
-            await self._publish([fence_changed(fence_id, self.clock(), deleted=True)])
+            await self._publish(events)
         return removed
 
     async def stored_fences(self) -> dict[str, Fence]:

@@ -6,12 +6,13 @@ duplicates and moves live state forward in one call, and answers a ``Verdict``
 per fix. Deciding "is this the newest fix?" inside the store is what lets
 several workers share one device's stream without a single owner.
 
-A store may also be the bus's outbox (``publishes_events``): given the events of what it
-writes, it appends them to the event stream in the same atomic step, so that a process
-dying between the two cannot leave data stored whose events never went out (the retry
-of its un-acked batch finds duplicates, which make no events). ``RedisStore`` does so
-when it shares Redis with the ``RedisBus``; in one process (``MemoryStore``) a crash
-loses both alike, and the caller publishes.
+A store may also be the bus's outbox (``publishes_events``): given the events of what
+it writes (fixes, jobs, fences), it appends them to the event stream in the same atomic
+step, so that a process dying between the two cannot leave data stored whose events never
+went out (the retry of its un-acked batch finds duplicates, which make no events; a
+retried DELETE finds nothing to delete). ``RedisStore`` does so when it shares Redis with
+the ``RedisBus``; in one process (``MemoryStore``) a crash loses both alike, and the
+caller publishes.
 """
 
 from __future__ import annotations
@@ -64,8 +65,15 @@ class Store(Protocol):
     async def get_job(self, job_id: str) -> Job | None: ...
     async def jobs_of(self, technician_id: str) -> list[Job]: ...
     async def list_jobs(self) -> list[Job]: ...
-    async def put_fence(self, fence_id: str, feature: bytes) -> None: ...
-    async def delete_fence(self, fence_id: str) -> bool: ...
+    async def put_fence(self, fence_id: str, feature: bytes, events: Sequence[Event] = ()) -> None:
+        """Store the GeoJSON (with ``publishes_events``, and publish ``events`` with it)."""
+        ...
+
+    async def delete_fence(self, fence_id: str, events: Sequence[Event] = ()) -> bool:
+        """Delete; whether it was there (and, with ``publishes_events``, then only,
+        publish ``events`` with the deletion)."""
+        ...
+
     async def list_fences(self) -> dict[str, bytes]: ...
     async def ping(self) -> bool: ...
     async def close(self) -> None: ...
@@ -185,10 +193,10 @@ class MemoryStore:
     async def list_jobs(self) -> list[Job]:
         return sorted(self._jobs.values(), key=lambda j: j.job_id)
 
-    async def put_fence(self, fence_id: str, feature: bytes) -> None:
+    async def put_fence(self, fence_id: str, feature: bytes, events: Sequence[Event] = ()) -> None:
         self._fences[fence_id] = feature
 
-    async def delete_fence(self, fence_id: str) -> bool:
+    async def delete_fence(self, fence_id: str, events: Sequence[Event] = ()) -> bool:
         return self._fences.pop(fence_id, None) is not None
 
     async def list_fences(self) -> dict[str, bytes]:

@@ -402,6 +402,16 @@ async def test_events_go_to_the_stream_with_the_fixes_that_are_newest(
         await store.put_job(job("j1", "t1", 1), [status])
         assert (await stream_events(store, stream))[-1] == ("status", status)
         assert await store.get_job("j1") == job("j1", "t1", 1)
+        # So do a fence and its event; a deletion's only if there was something to delete.
+        put = {"type": "fence", "geofence_id": "depot", "deleted": False}
+        await store.put_fence("depot", b'{"type": "Feature"}', [put])
+        assert (await stream_events(store, stream))[-1] == ("fence", put)
+        assert await store.list_fences() == {"depot": b'{"type": "Feature"}'}
+        gone = {"type": "fence", "geofence_id": "depot", "deleted": True}
+        assert await store.delete_fence("depot", [gone]) is True
+        assert await store.delete_fence("depot", [gone]) is False  # a retried DELETE
+        assert [e for _, e in await stream_events(store, stream)][-2:] == [put, gone]
+        assert await store.list_fences() == {}
     finally:
         await store.close()
 
@@ -410,5 +420,7 @@ async def test_a_store_without_a_stream_publishes_nothing(store: RedisStore) -> 
     assert not store.publishes_events
     await store.record_fixes([fx("a", T0)], None, [{"type": "position"}])
     await store.put_job(job("j1", "t1", 1), [{"type": "status"}])
+    await store.put_fence("f", b"{}", [{"type": "fence"}])
+    assert await store.delete_fence("f", [{"type": "fence"}]) is True
     assert await store.client.keys(f"{store.prefix}events") == []
     assert await store.get_job("j1") == job("j1", "t1", 1)

@@ -428,6 +428,16 @@ class OutboxStore(MemoryStore):
         await super().put_job(job)
         self.published += events
 
+    async def put_fence(self, fence_id: str, feature: bytes, events: Sequence[Event] = ()) -> None:
+        await super().put_fence(fence_id, feature)
+        self.published += events
+
+    async def delete_fence(self, fence_id: str, events: Sequence[Event] = ()) -> bool:
+        removed = await super().delete_fence(fence_id)
+        if removed:
+            self.published += events
+        return removed
+
 
 async def test_an_outbox_store_publishes_what_it_stores_and_the_bus_does_not_again() -> None:
     store, bus = OutboxStore(), MemoryBus()
@@ -483,3 +493,22 @@ async def test_a_retried_batch_is_counted_once() -> None:
     await gateway.handle_batch([msg("fleet/dev-1/pos", b"\xff not json")])
     assert m.messages.get("pos") == 3
     assert {labels[0]: v for labels, v in m.rejected.values.items()} == {"bad_encoding": 2}
+
+
+async def test_an_outbox_store_publishes_fence_changes_once() -> None:
+    store, bus = OutboxStore(), MemoryBus()
+    gateway = Gateway(store, bus, Metrics(), TopicScheme(), clock=lambda: NOW)
+    square = {"type": "Feature", "properties": {}, "geometry": {"type": "Polygon", "coordinates": [
+        [[24.9, 60.1], [24.91, 60.1], [24.91, 60.11], [24.9, 60.11], [24.9, 60.1]]]}}  # fmt: skip
+    async with bus.subscribe(None, None, 1000) as sub:
+        await gateway.put_fence("depot", square)
+        assert await gateway.delete_fence("depot") is True
+        assert await gateway.delete_fence("depot") is False  # retried: nothing to announce
+        on_bus = [orjson.loads(sub.queue.get_nowait()[2]) for _ in range(sub.queue.qsize())]
+    assert on_bus == []
+    assert [(e["type"], e["deleted"]) for e in store.published] == [
+        ("fence", False),
+        ("fence", True),
+    ]
+    assert gateway.metrics.events.get("fence") == 2
+    assert "depot" not in gateway.engine.fences.fences
