@@ -18,6 +18,16 @@ cheap by comparison (a few µs a fix, one tour estimate per technician per
 * On taking over it rebuilds the engine from the store (tours, fences); the
   in-memory parts (inside-sets, alert state) start empty, so a device already
   inside a fence is reported entering it again.
+* The store already holds every status change up to the stream's head at takeover
+  (the store scripts write a change and its event together), so the rebuilt tours
+  are ahead of the events replayed from the checkpoint. A replayed status event
+  whose change is still its job's last is therefore handled with the job set back
+  to before it in the engine, so that the engine still sees the transition and
+  makes what it makes of it (``arrived`` and ``done`` notifications, durations
+  learned): a predecessor that died before publishing them loses nothing, one
+  that had published them sends them twice. (Only the last change: the job written
+  back with new ETAs must be the stored one. Two changes of one job within the
+  replayed second keep only the last one's transition.)
 """
 
 from __future__ import annotations
@@ -28,14 +38,16 @@ import time
 import uuid
 from typing import Final
 
+import msgspec
 import orjson
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from gateway.bus import parse_id
 from gateway.cancel import raise_if_cancelling
 from gateway.engine import Effects, Engine
 from gateway.learning import ModelKeeper
-from gateway.model import Event, Fix
+from gateway.model import Event, Fix, Job
 from gateway.service import Gateway
 
 log = logging.getLogger("fieldtrack.leader")
@@ -66,6 +78,8 @@ class EngineLeader:
         self.worker_id = worker_id or uuid.uuid4().hex[:12]
         self.lease_ms = int(lease_s * 1000)
         self.leader_key = f"{key_prefix}engine:leader"
+        self.stream_key = f"{key_prefix}events"  # RedisBus.stream
+        self._rebuilt_after: tuple[int, int] | None = None
         self.checkpoint_key = f"{key_prefix}engine:checkpoint"
         self.is_leader = asyncio.Event()
 
@@ -120,6 +134,8 @@ class EngineLeader:
 
     async def _lead(self) -> None:
         gateway = self.gateway
+        # Before the rebuild: every event up to here is in the store it reads.
+        self._rebuilt_after = await self._stream_head()
         gateway.engine = await fresh_engine(gateway)
         raw = await self.redis.get(self.checkpoint_key)
         last_id = raw.decode() if isinstance(raw, bytes) else None
@@ -140,13 +156,22 @@ class EngineLeader:
                 while not (sub.overflowed.is_set() and sub.queue.empty()):
                     raise_if_cancelling()  # after the Redis calls of the last turn
                     event_id, _, data = await sub.queue.get()
-                    await self.handle(orjson.loads(data))
+                    await self.handle(orjson.loads(data), event_id)
                     last_id = event_id
                     if time.monotonic() - saved_at >= CHECKPOINT_EVERY_S:
                         await self.redis.set(self.checkpoint_key, last_id)
                         saved_at = time.monotonic()
 
-    async def handle(self, event: Event) -> None:
+    async def _stream_head(self) -> tuple[int, int] | None:
+        rows = await self.redis.xrevrange(self.stream_key, "+", "-", count=1)
+        if not rows:
+            return None
+        raw = rows[0][0]
+        return parse_id(raw.decode() if isinstance(raw, bytes) else str(raw))
+
+    async def handle(self, event: Event, event_id: str | None = None) -> None:
+        """Feed one followed event to the engine and publish what it makes of it;
+        ``event_id``: its stream id, to know a status change the rebuild already holds."""
         gateway, engine = self.gateway, self.gateway.engine
         kind = event["type"]
         effects = Effects()
@@ -158,6 +183,10 @@ class EngineLeader:
             effects = engine.on_fix(fix, event.get("technician_id"), gateway.clock())
         elif kind in ("status", "job"):
             job = await gateway.store.get_job(event["job_id"])
+            if job is not None and kind == "status" and self._replayed(event_id):
+                before = before_change(job, event)
+                if before is not None:
+                    engine.tours.put(before)
             if job is not None:
                 created = bool(event.get("created")) and kind == "job"
                 effects = engine.job_changed(job, float(event["ts"]), created)
@@ -165,11 +194,30 @@ class EngineLeader:
             await reload_fence(gateway, engine, event["geofence_id"])
         await gateway.publish_effects(effects)
 
+    def _replayed(self, event_id: str | None) -> bool:
+        """Whether the event was in the stream when the engine was rebuilt."""
+        head = self._rebuilt_after
+        key = parse_id(event_id) if event_id is not None else None
+        return head is not None and key is not None and key <= head
+
     async def _ticks(self, interval_s: float = 5.0) -> None:
         while True:
             await asyncio.sleep(interval_s)
             await self.gateway.tick()
             raise_if_cancelling()
+
+
+def before_change(job: Job, event: Event) -> Job | None:
+    """The stored ``job`` as it was before the status change ``event`` announced, if that
+    change is its last one; else None."""
+    status, previous = event.get("status"), event.get("previous")
+    history = job.history
+    if not previous or previous == status or job.state != status or not history:
+        return None
+    last = history[-1]
+    if last.status != status or last.ts != event.get("ts"):
+        return None
+    return msgspec.structs.replace(job, state=previous, history=history[:-1])
 
 
 def _followed(event: Event) -> bool:

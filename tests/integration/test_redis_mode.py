@@ -20,6 +20,7 @@ from gateway.service import Inbound
 from tests.support.gateway import API_KEY, gateway_settings, running_gateway
 from tests.support.procs import Mosquitto, RedisServer, free_port, redis_server
 from tests.support.sse import SseEvent, sse_events
+from tests.support.tasks import stop_task
 
 pytestmark = pytest.mark.integration
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
@@ -150,3 +151,49 @@ async def test_a_worker_dying_right_after_storing_loses_no_event(
         ("status", now - 2),
         ("position", now - 1),
     ]
+
+
+async def test_a_new_leader_still_notifies_a_change_its_predecessor_died_handling(
+    redis: RedisServer, prefix: str
+) -> None:
+    """The old leader checkpointed the job's creation, then died before it handled the
+    technician's arrival. Its successor rebuilds the engine from the store, where the job
+    is already on site, and replays the arrival from the checkpoint: the customer is
+    still told."""
+    settings = gateway_settings(
+        "mqtt://127.0.0.1:1", prefix, role="worker", redis=redis.url, redis_prefix=f"{prefix}:"
+    )
+    now = time.time()
+    runtime = await build_runtime(settings)
+    try:
+        gateway, leader, client = runtime.gateway, runtime.leader, runtime.store.client  # type: ignore[attr-defined]
+        assert leader is not None
+        await gateway.put_technician(Technician("t1", "Aino", ("d1",)))
+        await gateway.put_job(Job("j1", "t1", Site(60.2, 24.9, 80.0)))
+        [(checkpoint, _)] = await client.xrevrange(f"{prefix}:events", "+", "-", count=1)
+        await client.set(leader.checkpoint_key, checkpoint)  # what the old leader finished
+        batch = [
+            Inbound(f"{prefix}/d1/status", json.dumps(body).encode(), now)
+            for body in (
+                {"ts": now - 60, "job": "j1", "status": "en_route"},
+                {"ts": now - 5, "job": "j1", "status": "on_site"},
+            )
+        ]
+        await gateway.handle_batch(batch)  # stored, announced; nobody led meanwhile
+        leading = asyncio.create_task(leader.run())
+        try:
+            async with asyncio.timeout(15):
+                while True:
+                    rows = await client.xrange(f"{prefix}:events")
+                    told = [
+                        e for e in (json.loads(f[b"d"]) for _, f in rows)
+                        if e["type"] == "notify" and e["job_id"] == "j1"
+                    ]  # fmt: skip
+                    if told:
+                        break
+                    await asyncio.sleep(0.05)
+        finally:
+            await stop_task(leading)
+        assert [e["notification"] for e in told] == ["arrived"]
+    finally:
+        await runtime.close()
