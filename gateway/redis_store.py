@@ -20,7 +20,8 @@ Keys (``P`` is the prefix, ``ft:`` by default; device keys carry a hash tag):
   trims once an eighth more have piled up, so the dedupe window is that count
   and verdicts equal ``MemoryStore``'s for the same inputs.
 * ``P d:{device}:l`` the newest fix (same encoding), written only by the script.
-* ``P techs`` / ``P jobs`` HASH id -> msgpack struct; ``P owner`` HASH device ->
+* ``P techs`` / ``P jobs`` HASH id -> msgpack struct (the engine's ETA write-back,
+  ``put_eta``, merges into the stored job by compare-and-set); ``P owner`` HASH device ->
   technician; ``P techdevs:{tid}`` and ``P tour:{tid}`` SETs; ``P jobtech``
   HASH job -> technician; ``P blob:{name}`` opaque bytes (ETA model, fences).
 * ``P rec:{token}:{chunk}`` the verdicts of one ``record_fixes`` attempt, for
@@ -37,6 +38,7 @@ Redis is down ``record_fixes`` raises ``redis.ConnectionError`` or
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Sequence
 from typing import Any, Final, cast
 
@@ -48,7 +50,9 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError, NoScriptError
 
 from gateway.model import Event, Fix, Job, Technician
-from gateway.store import Verdict, _tour_order
+from gateway.store import Verdict, _tour_order, with_eta
+
+log = logging.getLogger("fieldtrack.store")
 
 # One script call handles at most this many fixes, so Redis is never blocked
 # for more than a few milliseconds by one batch; bigger batches are pipelined.
@@ -57,6 +61,9 @@ SCRIPT_CHUNK: Final = 1000
 # outage longer than this makes a lost reply's fixes duplicates again (their events are
 # lost). One small key per batch: ~2 MB of Redis at 10 000 fixes/s in 50-fix batches.
 RECORD_TTL_S: Final = 120
+# Compare-and-set rounds of ``put_eta`` before it gives up (each lost round means another
+# writer changed that very job in between).
+PUT_ETA_TRIES: Final = 5
 
 # ARGV: prefix, history limit, attempt token ('' for none), its TTL in seconds, the
 # event stream ('' for none) and its MAXLEN, then (device, ts, fix, event) per fix.
@@ -152,6 +159,17 @@ redis.call('HSET', KEYS[1], job, ARGV[3])
 for i = 7, #ARGV, 2 do
   redis.call('XADD', ARGV[5], 'MAXLEN', '~', ARGV[6], '*', 't', ARGV[i], 'd', ARGV[i + 1])
 end
+"""
+
+# KEYS: jobs; ARGV: job id, packed job, the packed job it must replace. Returns 1 if stored
+# (compare and set: ``put_eta`` reads, merges and retries). Both have the same technician,
+# so the tour sets are unchanged.
+UPDATE_JOB_LUA: Final = """
+if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[3] then
+  return 0
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+return 1
 """
 
 # KEYS: fences; ARGV: fence id, the GeoJSON ('' to delete), the event stream ('' for none),
@@ -311,6 +329,7 @@ class RedisStore:
         self._put_job = LuaScript(PUT_JOB_LUA)
         self._jobs_of = LuaScript(JOBS_OF_LUA)
         self._put_fence = LuaScript(PUT_FENCE_LUA)
+        self._update_job = LuaScript(UPDATE_JOB_LUA)
 
     @property
     def publishes_events(self) -> bool:
@@ -335,7 +354,7 @@ class RedisStore:
         try:
             for script in (
                 store._record, store._put_technician, store._put_job, store._jobs_of,
-                store._put_fence,
+                store._put_fence, store._update_job,
             ):  # fmt: skip
                 await script.load(client)
         except BaseException:
@@ -430,6 +449,19 @@ class RedisStore:
             for event in events:
                 args += (str(event.get("type", "message")), orjson.dumps(event))
         await self._put_job(self.client, keys, args)
+
+    async def put_eta(self, job: Job) -> None:
+        key = self._key("jobs")
+        for _ in range(PUT_ETA_TRIES):
+            raw = await self.client.hget(key, job.job_id)
+            if raw is None:
+                return  # deleted meanwhile
+            packed = _raw(raw)
+            merged = _ENCODER.encode(with_eta(_JOB.decode(packed), job))
+            if await self._update_job(self.client, (key,), (job.job_id, merged, packed)):
+                return
+        # Changed under us every time: the next estimate writes the ETA again.
+        log.warning("ETA of job %s not stored: the job kept changing", job.job_id)
 
     async def get_job(self, job_id: str) -> Job | None:
         data = await self.client.hget(self._key("jobs"), job_id)

@@ -328,7 +328,9 @@ class Gateway:
             events = []
         events += effects.events
         for job in effects.jobs:
-            await self.store.put_job(job)
+            # The ETA fields only: a status change or an edit stored since the engine
+            # read the job (by another worker, or an HTTP request meanwhile) stays.
+            await self.store.put_eta(job)
         for update in effects.statuses:
             try:
                 events += await self._apply_status(update, "geofence")

@@ -22,6 +22,8 @@ import enum
 from collections.abc import Iterable, Sequence
 from typing import Protocol
 
+import msgspec
+
 from gateway.model import Event, Fix, Job, Technician
 
 
@@ -60,6 +62,12 @@ class Store(Protocol):
     async def technician_of(self, device_id: str) -> str | None: ...
     async def put_job(self, job: Job, events: Sequence[Event] = ()) -> None:
         """Store the job (with ``publishes_events``, and publish ``events`` with it)."""
+        ...
+
+    async def put_eta(self, job: Job) -> None:
+        """Set the stored job's ETA fields (``eta``, ``eta_p90``, ``delay_s``,
+        ``predictions``) to ``job``'s, keeping everything else as stored; nothing if the
+        job is gone."""
         ...
 
     async def get_job(self, job_id: str) -> Job | None: ...
@@ -184,6 +192,11 @@ class MemoryStore:
     async def put_job(self, job: Job, events: Sequence[Event] = ()) -> None:
         self._jobs[job.job_id] = job
 
+    async def put_eta(self, job: Job) -> None:
+        stored = self._jobs.get(job.job_id)
+        if stored is not None:
+            self._jobs[job.job_id] = with_eta(stored, job)
+
     async def get_job(self, job_id: str) -> Job | None:
         return self._jobs.get(job_id)
 
@@ -211,6 +224,13 @@ class MemoryStore:
     @property
     def device_count(self) -> int:
         return len(self._history)
+
+
+def with_eta(stored: Job, job: Job) -> Job:
+    """``stored`` with the ETA fields of ``job``."""
+    return msgspec.structs.replace(
+        stored, eta=job.eta, eta_p90=job.eta_p90, delay_s=job.delay_s, predictions=job.predictions
+    )
 
 
 def _tour_order(jobs: Iterable[Job]) -> list[Job]:

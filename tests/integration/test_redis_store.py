@@ -12,6 +12,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import cast
 
+import msgspec
 import orjson
 import pytest
 import redis.exceptions
@@ -424,3 +425,37 @@ async def test_a_store_without_a_stream_publishes_nothing(store: RedisStore) -> 
     assert await store.delete_fence("f", [{"type": "fence"}]) is True
     assert await store.client.keys(f"{store.prefix}events") == []
     assert await store.get_job("j1") == job("j1", "t1", 1)
+
+
+async def test_put_eta_sets_the_eta_fields_on_the_job_as_stored(
+    store: RedisStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen = job("j1", "t1", 1)
+    await store.put_job(seen)
+    moved = msgspec.structs.replace(seen, sequence=7)  # an edit the engine has not seen
+    await store.put_job(moved)
+    estimated = msgspec.structs.replace(
+        seen, eta=T0 + 600, eta_p90=T0 + 700, delay_s=-50.0, predictions=((T0, T0 + 600),)
+    )
+    await store.put_eta(estimated)
+    assert await store.get_job("j1") == msgspec.structs.replace(
+        moved, eta=T0 + 600, eta_p90=T0 + 700, delay_s=-50.0, predictions=((T0, T0 + 600),)
+    )
+    # Another writer between the read and the write: the script refuses, the merge is
+    # made again on what that writer stored.
+    script = store._update_job
+    raced = [False]
+
+    async def racing(client: object, keys: object, args: object) -> object:
+        if not raced[0]:
+            raced[0] = True
+            await store.put_job(msgspec.structs.replace(moved, sequence=8))
+        return await script(client, keys, args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(store, "_update_job", racing)
+    await store.put_eta(msgspec.structs.replace(estimated, eta=T0 + 900))
+    final = await store.get_job("j1")
+    assert final is not None and (final.sequence, final.eta) == (8, T0 + 900)
+    # A job deleted meanwhile is not brought back.
+    await store.put_eta(job("gone", "t1", 1))
+    assert await store.get_job("gone") is None

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import msgpack
+import msgspec
 import orjson
 import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -14,7 +15,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from gateway.bus import MemoryBus, Subscription
 from gateway.errors import Rejected
 from gateway.metrics import Metrics
-from gateway.model import Event, Fix, Job, Site, StatusUpdate, Technician
+from gateway.model import Event, Fix, Job, Site, StatusChange, StatusUpdate, Technician
 from gateway.service import DeadLetter, Gateway, Inbound
 from gateway.store import MemoryStore, Verdict
 from gateway.topics import TopicScheme
@@ -322,17 +323,17 @@ async def test_a_batch_stored_but_not_published_publishes_on_its_retry() -> None
 
 
 class FailingJobStore(MemoryStore):
-    """Stores fixes, then fails once writing a job the engine changed."""
+    """Stores fixes, then fails once writing a job the engine changed (its new ETA)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.failures = 1
 
-    async def put_job(self, job: Job, events: Sequence[Event] = ()) -> None:
+    async def put_eta(self, job: Job) -> None:
         if self.failures:
             self.failures -= 1
             raise RedisConnectionError("Redis went away")
-        await super().put_job(job, events)
+        await super().put_eta(job)
 
 
 async def test_fixes_stored_before_a_later_step_failed_keep_their_events() -> None:
@@ -512,3 +513,19 @@ async def test_an_outbox_store_publishes_fence_changes_once() -> None:
     ]
     assert gateway.metrics.events.get("fence") == 2
     assert "depot" not in gateway.engine.fences.fences
+
+
+async def test_an_eta_written_back_keeps_a_status_stored_meanwhile(rig: Rig) -> None:
+    """With several workers the engine lags the store: another worker may store a status
+    the engine has not seen yet. The engine's new ETA for that job must not undo it."""
+    await rig.gateway.handle_batch([msg("fleet/dev-1/status", status("en_route", NOW - 50))])
+    seen = await rig.store.get_job("job-1")
+    assert seen is not None and seen.state == "en_route"
+    elsewhere = StatusChange(NOW - 40, "on_site", "en_route", "device", "dev-1")
+    arrived = msgspec.structs.replace(seen, state="on_site", history=(*seen.history, elsewhere))
+    await rig.store.put_job(arrived)  # another worker; this engine has not heard of it
+    await rig.gateway.handle_batch([msg("fleet/dev-1/pos", pos(NOW - 30))])
+    stored = await rig.store.get_job("job-1")
+    assert stored is not None
+    assert (stored.state, stored.history) == ("on_site", arrived.history)
+    assert stored.eta is not None  # the engine's ETA, on the job as stored
