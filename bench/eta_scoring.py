@@ -101,6 +101,23 @@ def split_stats(parts: Sequence[tuple[float, float]]) -> dict[str, Any]:
     }
 
 
+def interval_stats(intervals: Sequence[tuple[float, float, float]]) -> dict[str, Any]:
+    """How often the truth fell inside the published p10..p90 (0.8 if the spread is
+    right), below it (arrived earlier) and above it, and the median width (s)."""
+    if not intervals:
+        return {"n": 0, "inside": None, "below": None, "above": None, "median_width_s": None}
+    n = len(intervals)
+    below = sum(t < lo for lo, _, t in intervals)
+    above = sum(t > hi for _, hi, t in intervals)
+    return {
+        "n": n,
+        "inside": round((n - below - above) / n, 3),
+        "below": round(below / n, 3),
+        "above": round(above / n, 3),
+        "median_width_s": round(median(hi - lo for lo, hi, _ in intervals), 1),
+    }
+
+
 def improvement(mae: float | None, baseline_mae: float | None) -> float | None:
     """How much lower ``mae`` is than the baseline's, as a fraction (0.3 = 30 % lower)."""
     if mae is None or not baseline_mae:

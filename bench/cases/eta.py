@@ -61,6 +61,7 @@ from bench.eta_scoring import (
     error_stats,
     goal_status,
     improvement,
+    interval_stats,
     late_risk_scores,
     split_error,
     split_stats,
@@ -218,14 +219,17 @@ class RecordingBus(MemoryBus):
     def __init__(self, replay: Replay) -> None:
         super().__init__(replay=1)
         self.replay = replay
-        self.latest_eta: dict[str, tuple[float, float]] = {}
+        # job -> (published at, eta, eta_p10, eta_p90) of the last ``eta`` event
+        self.latest_eta: dict[str, tuple[float, float, float, float]] = {}
         self.late_risk: list[LateRiskAlert] = []
 
     def publish_now(self, events: Sequence[Event]) -> None:
         at = self.replay.now
         for e in events:
             if e["type"] == "eta":
-                self.latest_eta[e["job_id"]] = (at, float(e["eta"]))
+                self.latest_eta[e["job_id"]] = (
+                    at, float(e["eta"]), float(e["eta_p10"]), float(e["eta_p90"])
+                )  # fmt: skip
             elif e["type"] == "alert" and e["alert"] == "late_risk":
                 self.late_risk.append(LateRiskAlert(at, e["job_id"], bool(e.get("cleared"))))
         super().publish_now(events)
@@ -238,6 +242,8 @@ class Scores:
     errors: dict[tuple[float, str], list[float]] = field(default_factory=dict)
     parts: dict[tuple[float, str], list[tuple[float, float]]] = field(default_factory=dict)
     next_stop: dict[tuple[float, bool], list[float]] = field(default_factory=dict)
+    # (p10, p90, true arrival) of the published ETAs
+    intervals: dict[float, list[tuple[float, float, float]]] = field(default_factory=dict)
     skipped: Counter[str] = field(default_factory=Counter)
 
     def add(self, horizon: float, model: str, error: float) -> None:
@@ -262,6 +268,7 @@ class Scores:
                 stats["oracle_onsite"]["mae_s"], stats["free_flow_oracle_onsite"]["mae_s"]
             ),
             "error_split": {m: split_stats(self.parts.get((horizon, m), [])) for m in MODELS[1:]},
+            "published_p10_p90": interval_stats(self.intervals.get(horizon, [])),
             "gateway_by_situation": {
                 "heading_there": error_stats(self.next_stop.get((horizon, True), [])),
                 "stops_before": error_stats(self.next_stop.get((horizon, False), [])),
@@ -281,6 +288,9 @@ class Scores:
         return {
             "horizons_min": [h / 60 for h in horizons],
             **stats,
+            "published_p10_p90": interval_stats(
+                [x for h in horizons for x in self.intervals.get(h, [])]
+            ),
             "improvement_vs_free_flow": {m: improvement(stats[m]["mae_s"], ff) for m in MODELS},
             "mae_s_by_horizon": {
                 m: [error_stats(self.errors.get((h, m), []))["mae_s"] for h in horizons]
@@ -415,6 +425,7 @@ class Replay:
             return
         s = self.scores
         s.add(horizon, "gateway", published[1] - job.arrival)
+        s.intervals.setdefault(horizon, []).append((published[2], published[3], job.arrival))
         for name, cascade in cascades.items():
             travel, onsite = split_error(cascade, job.job_id, now, at, self.truth)
             s.add(horizon, name, travel + onsite)

@@ -15,6 +15,7 @@ from bench.eta_scoring import (
     error_stats,
     goal_status,
     improvement,
+    interval_stats,
     late_risk_scores,
     split_error,
     split_stats,
@@ -217,3 +218,11 @@ def test_true_on_site_time_as_seen_at_a_moment() -> None:
     assert j.onsite_to_come(2400.0) == 3000.0 + 200.0 + 300.0  # paused: the rest of it
     assert j.onsite_to_come(2800.0) == 3000.0 + 300.0  # between pauses
     assert j.onsite_to_come(5000.0) == 3000.0  # afterwards: the work alone
+
+
+def test_interval_stats_count_the_truth_inside_and_either_side() -> None:
+    intervals = [(0.0, 100.0, 50.0), (0.0, 100.0, 100.0), (10.0, 30.0, 5.0), (0.0, 40.0, 41.0)]
+    assert interval_stats(intervals) == {
+        "n": 4, "inside": 0.5, "below": 0.25, "above": 0.25, "median_width_s": 70.0,
+    }  # fmt: skip
+    assert interval_stats([])["inside"] is None
