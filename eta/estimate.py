@@ -217,8 +217,12 @@ def estimate_tour(
     cfg: EstimateConfig = DEFAULT_CONFIG,
     durations: DurationModel | None = None,
     pauses: DurationModel | None = None,
+    band: tuple[float, float] = (1.0, 1.0),
 ) -> list[JobEta]:
-    """ETAs of the remaining stops, in tour order (see the module docstring for the rules)."""
+    """ETAs of the remaining stops, in tour order (see the module docstring for the rules).
+
+    ``band``: factors on the distances from each ETA to its p10 and to its p90
+    (``eta.spread.BandScale``, learned from how often arrivals fell outside the bands)."""
     origin = _start_origin(position, stops)
     cursor = now  # when the technician is free to leave for the next stop
     var = 0.0  # variance of ``cursor``
@@ -256,7 +260,7 @@ def estimate_tour(
             departure = start + remaining
             arrived = False
         var += sd_work * sd_work
-        out.append(_job_eta(now, stop, eta, sd_arrival, departure, remaining, arrived))
+        out.append(_job_eta(now, stop, eta, sd_arrival, departure, remaining, arrived, band))
         origin = (stop.lat, stop.lon)
         cursor = departure
     return out
@@ -270,6 +274,7 @@ def _job_eta(
     departure: float,
     remaining: float,
     arrived: bool,
+    band: tuple[float, float] = (1.0, 1.0),
 ) -> JobEta:
     we = stop.window_end
     if arrived:
@@ -280,6 +285,7 @@ def _job_eta(
         lo, hi, p_late = lognormal_summary(eta - now, sd, (we if we is not None else eta) - now)
         # Float rounding of now + x must not put the mean outside its own spread.
         p10, p90 = min(now + lo, eta), max(now + hi, eta)
+        p10, p90 = eta - band[0] * (eta - p10), eta + band[1] * (p90 - eta)
         if we is None:
             p_late = 0.0
     return JobEta(

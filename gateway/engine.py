@@ -43,6 +43,7 @@ from eta.estimate import (
     onsite_elapsed_s,
 )
 from eta.speeds import SpeedModel
+from eta.spread import BandScale
 from eta.trips import Trip, begin_trip, extend_trip, finish_trip
 from gateway.events import (
     alert_event,
@@ -63,6 +64,8 @@ SITE_PREFIX = "job:"
 ACTIVE_STATES = frozenset({"en_route", "on_site", "resumed"})
 # ETAs kept per job for the ETA-error KPI (the newest; one per >= 60 s change).
 MAX_PREDICTIONS = 64
+# Bands kept per job for the spread scale (one per ETA published, i.e. per >= 60 s move).
+MAX_BANDS = 32
 
 
 @dataclass(frozen=True)
@@ -95,6 +98,8 @@ class TechTrack:
     reopt: ReoptState = field(default_factory=ReoptState)
     notify: NotifyState = field(default_factory=NotifyState)
     published: dict[str, tuple[float, str]] = field(default_factory=dict)
+    # (p10, p90) of the ETAs published for each job not reached yet, for the band scale
+    published_bands: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
     last_fix: Fix | None = None
     last_received: float | None = None
     active_since: float | None = None
@@ -122,7 +127,8 @@ class Engine:
     """``model`` learns travel times from fixes and trips; ``durations`` learns how long jobs
     really take against their plan, from every job that ends ``done`` after an arrival;
     ``pauses`` how long a pause lasts, from every pause that ends, so that a paused job's
-    later ETAs count the rest of its pause."""
+    later ETAs count the rest of its pause; ``bands`` how wide each side of an ETA's
+    p10..p90 must be, from the bands published for each job before it was reached."""
 
     def __init__(
         self,
@@ -130,11 +136,13 @@ class Engine:
         model: SpeedModel | None = None,
         durations: DurationModel | None = None,
         pauses: DurationModel | None = None,
+        bands: BandScale | None = None,
     ):
         self.config = config or EngineConfig()
         self.model = model or SpeedModel()
         self.durations = durations or DurationModel()
         self.pauses = pauses or DurationModel(PAUSE_PRIOR)
+        self.bands = bands or BandScale()
         self.tours = TourBook()
         self.fences = FenceIndex.build(())
         self.devices: dict[str, DeviceTrack] = {}
@@ -215,6 +223,7 @@ class Engine:
             # The first arrival, whatever came before (en route, or resumed after a
             # pause on the way); back to work after a pause on site is not one.
             out.events.append(notify_event("arrived", job, now))
+            self.bands.observe(now, tech.published_bands.pop(job.job_id, []))
             fix = tech.last_fix
             if tech.trip is not None and fix is not None:
                 finish_trip(self.model, tech.trip, fix.lat, fix.lon, fix.ts, tech.trip_predicted_s)
@@ -343,7 +352,14 @@ class Engine:
         position = (fix.lat, fix.lon) if fix is not None else None
         etas = (
             estimate_tour(
-                now, position, stops, self.model, self.config.estimate, self.durations, self.pauses
+                now,
+                position,
+                stops,
+                self.model,
+                self.config.estimate,
+                self.durations,
+                self.pauses,
+                self.bands.scales,
             )
             if stops
             else []
@@ -381,6 +397,10 @@ class Engine:
         ):
             return out
         tech.published[job.job_id] = (e.eta, job.state)
+        if job.state not in ON_SITE_STATES and e.eta_p90 > e.eta_p10:
+            bands = tech.published_bands.setdefault(job.job_id, [])
+            if len(bands) < MAX_BANDS:
+                bands.append((e.eta_p10, e.eta_p90))
         out.events.append(eta_event(job, e, now))
         predictions = (*job.predictions[-(MAX_PREDICTIONS - 1) :], (now, round(e.eta, 1)))
         updated = msgspec.structs.replace(

@@ -6,7 +6,8 @@ leader and read by whichever worker leads next. Saved every minute and on
 shutdown, so a crash loses at most a minute of learning.
 
 One JSON object holds them all: the ``SpeedModel`` snapshot as it always was, plus
-``durations`` and ``pauses`` keys with the two ``DurationModel``s'. Snapshots from
+``durations`` and ``pauses`` keys with the two ``DurationModel``s' and ``eta_bands``
+with the ``BandScale``'s. Snapshots from
 before either was learned load with it fresh; one that no longer loads (another
 histogram layout) is relearned without giving up the rest. Older versions of the
 gateway ignore the extra keys.
@@ -23,6 +24,7 @@ from typing import Any, Protocol
 
 from eta.durations import DurationModel
 from eta.speeds import SnapshotError, SpeedModel, save_json
+from eta.spread import BandScale
 from gateway.cancel import raise_if_cancelling
 from gateway.engine import Engine
 
@@ -30,6 +32,7 @@ log = logging.getLogger("fieldtrack.learning")
 BLOB = "eta-model"
 DURATIONS_KEY = "durations"
 PAUSES_KEY = "pauses"
+BANDS_KEY = "eta_bands"
 SAVE_EVERY_S = 60.0
 
 
@@ -44,6 +47,7 @@ def snapshot(engine: Engine) -> dict[str, Any]:
         **engine.model.snapshot(),
         DURATIONS_KEY: engine.durations.snapshot(),
         PAUSES_KEY: engine.pauses.snapshot(),
+        BANDS_KEY: engine.bands.snapshot(),
     }
 
 
@@ -57,7 +61,14 @@ def restore_into(engine: Engine, data: Any) -> None:
     model = SpeedModel.restore(data, engine.model.prior, engine.model.config, engine.model.routing)
     durations = _restored(data, DURATIONS_KEY, engine.durations, "job durations")
     pauses = _restored(data, PAUSES_KEY, engine.pauses, "pause lengths")
+    bands = engine.bands
+    if BANDS_KEY in data:
+        try:
+            bands = BandScale.restore(data[BANDS_KEY], bands.config)
+        except ValueError as exc:
+            log.error("learned ETA band widths not restored (%s); starting from 1", exc)
     engine.model, engine.durations, engine.pauses = model, durations, pauses
+    engine.bands = bands
 
 
 def _restored(data: dict[str, Any], key: str, current: DurationModel, what: str) -> DurationModel:

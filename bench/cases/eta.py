@@ -517,6 +517,11 @@ def run(quick: bool) -> dict[str, Any]:
                 "median_ratio": round(replay.gateway.engine.durations.median_ratio(), 3),
                 "mean_ratio": round(replay.gateway.engine.durations.ratio()[0], 3),
             },
+            "eta_band_scales": {
+                "low": round(replay.gateway.engine.bands.scales[0], 3),
+                "high": round(replay.gateway.engine.bands.scales[1], 3),
+                "arrivals": replay.gateway.engine.bands.arrivals,
+            },
             "pause_lengths": {
                 "pauses": pauses.jobs,
                 "median_s": round(pauses.median_ratio() * reference, 1),

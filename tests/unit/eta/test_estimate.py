@@ -385,3 +385,13 @@ def test_a_paused_job_waits_for_the_rest_of_its_pause() -> None:
     # A pause longer than any learned: it may end any moment.
     long = stop("A", 1, "paused", dur=1200, arrived=-90_000, paused=0, since=-80_000)
     assert remaining_onsite_s(long, NOW, NO_SPREAD, None, pauses) == 1200 * 0.1
+
+
+def test_band_factors_scale_each_side_and_leave_the_rest() -> None:
+    tour = [stop("A", 6, we=550)]
+    (plain,) = estimate_tour(NOW, at_km(0), tour, SPREAD, NO_SPREAD)
+    (scaled,) = estimate_tour(NOW, at_km(0), tour, SPREAD, NO_SPREAD, band=(0.5, 2.0))
+    assert scaled.eta == plain.eta == NOW + 600
+    assert scaled.eta - scaled.eta_p10 == pytest.approx(0.5 * (plain.eta - plain.eta_p10))
+    assert scaled.eta_p90 - scaled.eta == pytest.approx(2.0 * (plain.eta_p90 - plain.eta))
+    assert scaled.late_probability == plain.late_probability

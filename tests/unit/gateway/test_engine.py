@@ -13,7 +13,7 @@ Places are metres due north of ``ORIGIN``; times are seconds after ``T``.
 from __future__ import annotations
 
 from dataclasses import replace
-from math import degrees
+from math import degrees, exp
 from typing import Any
 
 import msgspec
@@ -771,3 +771,19 @@ def test_ended_pauses_teach_pause_lengths_and_a_pause_delays_the_next_jobs() -> 
     assert 0.0 < rest < 600.0  # the prior's ten minutes, pulled down by two of five
     # j3: 100 s worked, 500 s of plan to go after the pause; then the 300 s drive.
     assert eta["eta"] == pytest.approx(T + 1100 + rest + 500 + TRIP, abs=1.0)
+
+
+def test_the_bands_published_before_an_arrival_teach_the_band_scales() -> None:
+    rig = Rig()
+    rig.engine.model = SpeedModel(SpeedPrior(SPEED, detour_factor=1.0))  # with a spread
+    rig.job("j1", 3000, planned=600.0)
+    rig.status("j1", "en_route", 0)
+    rig.fix(10, 0)
+    rig.fix(200, 0)  # stood still: the ETA moved, a second band
+    bands = rig.engine.techs["t1"].published_bands["j1"]
+    assert len(bands) == 2 and all(lo < hi for lo, hi in bands)
+    assert rig.engine.bands.scales == (1.0, 1.0)
+    rig.status("j1", "on_site", 520)  # inside both bands: both sides were too wide
+    assert "j1" not in rig.engine.techs["t1"].published_bands
+    assert rig.engine.bands.arrivals == 1
+    assert rig.engine.bands.scales == pytest.approx((exp(-0.005), exp(-0.005)))

@@ -27,6 +27,8 @@ def taught_engine() -> Engine:
         engine.durations.observe_job(1800.0, (1.5 if i % 3 == 0 else 1.0) * 1800.0)
     for _ in range(10):  # pauses of 15 minutes
         engine.pauses.observe_job(600.0, 900.0)
+    for _ in range(20):  # ETA bands that always held the arrival: too wide
+        engine.bands.observe(100.0, [(50.0, 150.0)])
     return engine
 
 
@@ -48,6 +50,7 @@ def same_learning(a: Engine, b: Engine) -> bool:
         a.model.snapshot() == b.model.snapshot()
         and a.durations.snapshot() == b.durations.snapshot()
         and a.pauses.snapshot() == b.pauses.snapshot()
+        and a.bands.snapshot() == b.bands.snapshot()
     )
 
 
@@ -151,3 +154,4 @@ async def test_a_new_engine_leader_keeps_learning_durations() -> None:
     assert engine.durations is gateway.engine.durations
     assert engine.model is gateway.engine.model
     assert engine.pauses is gateway.engine.pauses
+    assert engine.bands is gateway.engine.bands
