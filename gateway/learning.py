@@ -20,7 +20,7 @@ import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from eta.durations import DurationModel
 from eta.speeds import SnapshotError, SpeedModel, save_json
@@ -34,6 +34,7 @@ DURATIONS_KEY = "durations"
 PAUSES_KEY = "pauses"
 BANDS_KEY = "eta_bands"
 SAVE_EVERY_S = 60.0
+T = TypeVar("T")
 
 
 class BlobStore(Protocol):
@@ -59,25 +60,25 @@ def restore_into(engine: Engine, data: Any) -> None:
     if not isinstance(data, dict):
         raise SnapshotError("snapshot is not a JSON object")
     model = SpeedModel.restore(data, engine.model.prior, engine.model.config, engine.model.routing)
-    durations = _restored(data, DURATIONS_KEY, engine.durations, "job durations")
-    pauses = _restored(data, PAUSES_KEY, engine.pauses, "pause lengths")
-    bands = engine.bands
-    if BANDS_KEY in data:
-        try:
-            bands = BandScale.restore(data[BANDS_KEY], bands.config)
-        except ValueError as exc:
-            log.error("learned ETA band widths not restored (%s); starting from 1", exc)
-    engine.model, engine.durations, engine.pauses = model, durations, pauses
-    engine.bands = bands
+    durations, pauses, bands = engine.durations, engine.pauses, engine.bands
+    durations = _restored(data, DURATIONS_KEY, durations, "job durations",
+                          lambda d: DurationModel.restore(d, durations.prior))  # fmt: skip
+    pauses = _restored(data, PAUSES_KEY, pauses, "pause lengths",
+                       lambda d: DurationModel.restore(d, pauses.prior))  # fmt: skip
+    bands = _restored(data, BANDS_KEY, bands, "ETA band widths",
+                      lambda d: BandScale.restore(d, bands.config))  # fmt: skip
+    engine.model, engine.durations, engine.pauses, engine.bands = model, durations, pauses, bands
 
 
-def _restored(data: dict[str, Any], key: str, current: DurationModel, what: str) -> DurationModel:
-    """The ``DurationModel`` under ``key``; ``current`` if absent or unreadable (logged)."""
+def _restored(
+    data: dict[str, Any], key: str, current: T, what: str, restore: Callable[[Any], T]
+) -> T:
+    """What ``restore`` makes of ``data[key]``; ``current`` if absent or unreadable (logged)."""
     if key not in data:
         log.info("snapshot has no learned %s; starting them from the prior", what)
         return current
     try:
-        return DurationModel.restore(data[key], current.prior)
+        return restore(data[key])
     except ValueError as exc:
         log.error("learned %s not restored (%s); starting from the prior", what, exc)
         return current

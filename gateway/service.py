@@ -353,18 +353,18 @@ class Gateway:
         return events
 
     async def _put_job(self, job: Job, events: list[Event]) -> list[Event]:
-        """Store the job with the events of the change; those still to publish are returned
-        (none when the store is the outbox and published them with the job)."""
-        if not self.store.publishes_events:
-            await self.store.put_job(job)
-            return events
+        """Store the job with the events of the change; those still to publish are returned."""
         await self.store.put_job(job, events)
-        self._published_by_store(events)
-        return []
+        return self._left_to_publish(events)
 
-    def _published_by_store(self, events: Sequence[Event]) -> None:
+    def _left_to_publish(self, events: list[Event]) -> list[Event]:
+        """Of events just given to the store with their change: none if the store is the
+        outbox and published them (counted here), else all (the caller publishes)."""
+        if not self.store.publishes_events:
+            return events
         for event in events:
             self.metrics.events.inc(1.0, event["type"])
+        return []
 
     async def _publish(self, events: list[Event], outbox: bool = True) -> None:
         """To the bus; with ``outbox``, MQTT-out types also wait for the ingest loop."""
@@ -441,12 +441,8 @@ class Gateway:
             raise FenceError(f"ids starting with {SITE_PREFIX!r} are reserved for job sites")
         fence = fence_from_geojson(fence_id, feature)
         events = [fence_changed(fence_id, self.clock(), deleted=False)]
-        if self.store.publishes_events:  # the change and its event in one step
-            await self.store.put_fence(fence_id, orjson.dumps(feature), events)
-            self._published_by_store(events)
-            events = []
-        else:
-            await self.store.put_fence(fence_id, orjson.dumps(feature))
+        await self.store.put_fence(fence_id, orjson.dumps(feature), events)
+        events = self._left_to_publish(events)
         if self.inline_engine:
             self.engine.put_fence(fence)
         await self._publish(events)
@@ -456,12 +452,9 @@ class Gateway:
         if fence_id.startswith(SITE_PREFIX):
             return False
         events = [fence_changed(fence_id, self.clock(), deleted=True)]
-        outbox = self.store.publishes_events
-        stored = await self.store.delete_fence(fence_id, events if outbox else ())
-        if outbox and stored:  # published with the deletion
-            self._published_by_store(events)
-            events = []
-        removed = stored
+        removed = await self.store.delete_fence(fence_id, events)
+        if removed:  # an outbox store published the event with the deletion
+            events = self._left_to_publish(events)
         if self.inline_engine:
             removed = self.engine.remove_fence(fence_id) or removed
         if removed:
