@@ -8,12 +8,13 @@ fixes; ``eta.kpi`` does the arithmetic.
 from __future__ import annotations
 
 from typing import Annotated, Any
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Query
 
 from dispatcher_feed.context import AppContext, context
 from dispatcher_feed.routes import ApiError, require_key
-from eta.kpi import EtaPrediction, FixRecord, JobRecord, compute_kpis
+from eta.kpi import EtaPrediction, FixRecord, JobRecord, KpiConfig, compute_kpis
 from gateway.model import Job
 from gateway.store import Store
 from gateway.tours import arrived_at, pauses
@@ -83,7 +84,8 @@ async def get_kpis(
     records = [r for r in map(job_record, jobs) if r is not None]
     preds = [p for job in jobs for p in predictions(job)]
     fixes = await fix_records(ctx.store, since, until, technician_id)
+    cfg = KpiConfig(tz=ZoneInfo(ctx.settings.timezone))
     result = compute_kpis(
-        records, preds, fixes, since=since, until=until, technician_id=technician_id
+        records, preds, fixes, since=since, until=until, technician_id=technician_id, cfg=cfg
     )
     return {"since": since, "until": until, "technician_id": technician_id, **result}

@@ -11,6 +11,10 @@ The cascade, stop by stop in tour order (done, cancelled and failed stops are sk
   catch a long pause.
 * any other stop: arrival = previous departure + travel time, the first leg starting at
   the technician's position; departure = max(arrival, window start) + planned duration.
+* tours span days (a dispatcher books tomorrow's before today's is over): a stop of a later
+  service day (``TourStop.day``, after ``today`` and after the stops before it) is not
+  driven to the evening before. The technician leaves for it so as to arrive when its
+  window opens, or at once if the day before runs later than that.
 
 Origin of the first leg when ``position`` is None: the site of the last visited (done or
 failed) stop before the first remaining one -- where the technician was last known to be.
@@ -65,6 +69,8 @@ class TourStop:
     arrived_at: float | None = None
     paused_s: float = 0.0
     paused_since: float | None = None
+    # Local day number of the service day the stop belongs to (None: any day).
+    day: int | None = None
 
     def __post_init__(self) -> None:
         if self.state not in STATES:
@@ -218,18 +224,24 @@ def estimate_tour(
     durations: DurationModel | None = None,
     pauses: DurationModel | None = None,
     band: tuple[float, float] = (1.0, 1.0),
+    today: int | None = None,
 ) -> list[JobEta]:
     """ETAs of the remaining stops, in tour order (see the module docstring for the rules).
 
     ``band``: factors on the distances from each ETA to its p10 and to its p90
-    (``eta.spread.BandScale``, learned from how often arrivals fell outside the bands)."""
+    (``eta.spread.BandScale``, learned from how often arrivals fell outside the bands).
+    ``today``: the service day of ``now``, on the same scale as ``TourStop.day``."""
     origin = _start_origin(position, stops)
     cursor = now  # when the technician is free to leave for the next stop
     var = 0.0  # variance of ``cursor``
+    day = today  # the service day the cascade has reached
     out: list[JobEta] = []
     for stop in stops:
         if stop.state in CLOSED_STATES:
             continue
+        new_day = stop.day is not None and day is not None and stop.day > day
+        if stop.day is not None and (day is None or stop.day > day):
+            day = stop.day
         if stop.state in ON_SITE_STATES:
             eta = stop.arrived_at if stop.arrived_at is not None else now
             remaining, sd_work = _remaining(stop, now, cfg, durations, pauses)
@@ -244,8 +256,9 @@ def estimate_tour(
             )
             leave = cursor
             ws = stop.window_start
-            if cfg.max_early_s is not None and ws is not None and stop.state == "planned":
-                latest = ws - cfg.max_early_s - travel
+            early = 0.0 if new_day else cfg.max_early_s
+            if early is not None and ws is not None and stop.state == "planned":
+                latest = ws - early - travel
                 var = var_after_wait(cursor, sqrt(var), latest)
                 leave = max(cursor, latest)
             eta = leave + travel

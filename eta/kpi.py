@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 from eta.geo import haversine_m
@@ -64,14 +65,14 @@ class KpiConfig:
     actual arrival, if made no more than ``horizon_tolerance_s`` earlier still.
     ``jitter_m``: movements shorter than this from the last counted point are GPS noise, not
     driving. ``max_speed_mps``: a fix implying a faster jump is an outlier and skipped.
-    ``tz_offset_s``: local time for "per day"."""
+    ``tz``: the local time whose dates are the "days" of jobs per technician per day."""
 
     sla_grace_s: float = 0.0
     horizons_s: tuple[float, ...] = (1800.0, 600.0)
     horizon_tolerance_s: float = 300.0
     jitter_m: float = 25.0
     max_speed_mps: float = 60.0
-    tz_offset_s: int = 0
+    tz: tzinfo = UTC
 
 
 DEFAULT_KPI_CONFIG = KpiConfig()
@@ -110,7 +111,7 @@ def compute_kpis(
             cfg,
         ),
         "onsite": onsite_time(picked),
-        "jobs_per_technician_day": jobs_per_technician_day(picked, cfg.tz_offset_s),
+        "jobs_per_technician_day": jobs_per_technician_day(picked, cfg.tz),
         "first_visit_completion": first_visit_completion(picked),
     }
 
@@ -252,14 +253,14 @@ def onsite_time(jobs: Sequence[JobRecord]) -> dict[str, Any]:
     }
 
 
-def jobs_per_technician_day(jobs: Sequence[JobRecord], tz_offset_s: int = 0) -> dict[str, Any]:
+def jobs_per_technician_day(jobs: Sequence[JobRecord], tz: tzinfo = UTC) -> dict[str, Any]:
     """Done jobs per technician per working day (a local day with any arrival or finish)."""
     days: dict[str, set[int]] = defaultdict(set)
     done: dict[str, int] = defaultdict(int)
     for j in jobs:
         for t in (j.arrived_at, j.finished_at):
             if t is not None:
-                days[j.technician_id].add(int((t + tz_offset_s) // 86400))
+                days[j.technician_id].add(datetime.fromtimestamp(t, tz).toordinal())
         if j.state == "done":
             done[j.technician_id] += 1
     by_tech = {t: done[t] / len(d) for t, d in sorted(days.items())}

@@ -52,6 +52,11 @@ def _gateway_options(p: argparse.ArgumentParser, demo: bool) -> None:
     p.add_argument("--public-url", help="base URL used in links the gateway hands out")
     p.add_argument("--history-per-device", type=int)
     p.add_argument("--eta-snapshot", help="file keeping the learned ETA model (memory mode)")
+    p.add_argument(
+        "--timezone",
+        help="the fleet's local time, e.g. Europe/Paris: its dates split tours "
+        "into days (default UTC)",
+    )
     p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
 
 

@@ -16,6 +16,7 @@ day and a live one behave the same.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from zoneinfo import ZoneInfo
 
 import msgspec
 
@@ -54,7 +55,7 @@ from gateway.events import (
     reoptimize_event,
 )
 from gateway.model import Event, Fix, Job, StatusUpdate
-from gateway.tours import TourBook, arrived_at, tour_stop
+from gateway.tours import TourBook, arrived_at, service_day, tour_stop
 from geofence.detect import DetectorConfig, Presence, Transition, detect, tick
 from geofence.index import FenceIndex
 from geofence.shapes import Fence, circle_fence
@@ -74,11 +75,14 @@ class EngineConfig:
     (a status or job change always re-estimates; FACTS: a tour estimate costs ~40 µs).
     ``eta_publish_s``: publish an ETA when it moved at least this much (CONTRACT: 60 s).
     ``site_dwell_s``: time inside a job site that counts as arrival.
+    ``timezone``: the fleet's local time (IANA name), whose dates are the service days
+    that tours are split into (``gateway.tours``).
     ``estimate``: the rules of the tour cascade (``eta.estimate.EstimateConfig``)."""
 
     eta_interval_s: float = 10.0
     eta_publish_s: float = 60.0
     site_dwell_s: float = 60.0
+    timezone: str = "UTC"
     estimate: EstimateConfig = field(default_factory=EstimateConfig)
     detector: DetectorConfig = field(default_factory=DetectorConfig)
     delay: DelayConfig = field(default_factory=DelayConfig)
@@ -143,7 +147,7 @@ class Engine:
         self.durations = durations or DurationModel()
         self.pauses = pauses or DurationModel(PAUSE_PRIOR)
         self.bands = bands or BandScale()
-        self.tours = TourBook()
+        self.tours = TourBook(ZoneInfo(self.config.timezone))
         self.fences = FenceIndex.build(())
         self.devices: dict[str, DeviceTrack] = {}
         self.techs: dict[str, TechTrack] = {}
@@ -346,8 +350,9 @@ class Engine:
         ):
             return out
         tech.estimated_at = now
-        jobs = self.tours.tour(technician_id)
-        stops = [tour_stop(j) for j in jobs]
+        tour = self.tours.tour_days(technician_id)
+        jobs = [j for j, _ in tour]
+        stops = [tour_stop(j, d) for j, d in tour]
         fix = tech.last_fix
         position = (fix.lat, fix.lon) if fix is not None else None
         etas = (
@@ -360,6 +365,7 @@ class Engine:
                 self.durations,
                 self.pauses,
                 self.bands.scales,
+                today=service_day(now, self.tours.tz),
             )
             if stops
             else []

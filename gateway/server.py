@@ -21,6 +21,7 @@ from dispatcher_feed.app import create_app
 from dispatcher_feed.context import AppContext
 from gateway.bus import Bus, MemoryBus
 from gateway.cancel import raise_if_cancelling
+from gateway.engine import Engine, EngineConfig
 from gateway.ingest import MqttIngest
 from gateway.leader import EngineLeader
 from gateway.learning import ModelKeeper
@@ -68,6 +69,11 @@ class Runtime:
         await self.store.close()
 
 
+def engine_config(settings: Settings) -> EngineConfig:
+    """The engine's rules, as the settings give them."""
+    return EngineConfig(timezone=settings.timezone)
+
+
 async def build_runtime(settings: Settings) -> Runtime:
     metrics = Metrics()
     topics = TopicScheme(settings.topic_prefix, settings.owntracks_prefix, settings.share_group)
@@ -77,7 +83,7 @@ async def build_runtime(settings: Settings) -> Runtime:
     if settings.redis is None:
         store = MemoryStore(settings.history_per_device)
         bus = MemoryBus(settings.replay_buffer)
-        gateway = Gateway(store, bus, metrics, topics)
+        gateway = Gateway(store, bus, metrics, topics, engine=Engine(engine_config(settings)))
         if settings.eta_snapshot:
             keeper = ModelKeeper(path=settings.eta_snapshot)
             await keeper.load_into(gateway.engine)
@@ -96,7 +102,9 @@ async def build_runtime(settings: Settings) -> Runtime:
             key_prefix=settings.redis_prefix,
             events=(bus.stream, settings.replay_buffer),
         )
-        gateway = Gateway(store, bus, metrics, topics, inline_engine=False)
+        gateway = Gateway(
+            store, bus, metrics, topics, engine=Engine(engine_config(settings)), inline_engine=False
+        )
         leader = EngineLeader(
             gateway, redis_client(settings.redis), settings.redis_prefix,
             worker_id=settings.worker_id, keeper=ModelKeeper(blobs=store),

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from gateway.errors import ConfigError
 
@@ -97,6 +98,9 @@ class Settings:
         '&copy; <a href="https://www.openstreetmap.org/copyright">OpenStreetMap</a> contributors'
     )
     map_stale_after_s: float = 300.0
+    # The fleet's local time (IANA name): its dates split tours into days and count the
+    # days of the jobs-per-technician-per-day KPI.
+    timezone: str = "UTC"
     # Memory mode: where the learned ETA model is saved (every minute, on exit).
     eta_snapshot: str | None = None
     # Also the dedupe window. ~400 B a fix in memory (bench memory): 2 000 fixes is
@@ -152,6 +156,10 @@ class Settings:
         for name in ("history_per_device", "replay_buffer", "sse_queue_size", "ingest_batch"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1")
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ConfigError(f"timezone: unknown IANA time zone {self.timezone!r}") from None
         if self.redis is not None and not self.redis.startswith(
             ("redis://", "rediss://", "unix://")
         ):

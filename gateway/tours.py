@@ -1,4 +1,11 @@
-"""Jobs as tours: each technician's jobs in ``sequence`` order, and a job as an ETA stop.
+"""Jobs as tours: each technician's jobs day by day in ``sequence`` order, and a job as an
+ETA stop.
+
+A technician's tour is a day's: dispatchers number each day's jobs from 1 and book
+tomorrow's before today's is over. So jobs are ordered by service day first -- the local
+date (``TourBook.tz``) on which the job's window opens -- then by ``sequence``. A job
+without a window belongs to no day in particular: it is taken to be part of the earliest
+day that still has a job open (ordered there by its sequence).
 
 The tour book is the engine's in-memory view of the jobs; every change made
 through the gateway (a PUT, a status) passes through ``put``, so it is never
@@ -8,8 +15,10 @@ stale within a process.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime, tzinfo
+from zoneinfo import ZoneInfo
 
-from eta.estimate import TourStop
+from eta.estimate import CLOSED_STATES, TourStop
 from gateway.model import Job
 
 # A change back to these after ``on_site`` withdraws the arrival: the technician
@@ -49,7 +58,17 @@ def pauses(job: Job) -> tuple[float, float | None]:
     return total, since
 
 
-def tour_stop(job: Job) -> TourStop:
+def service_day(ts: float, tz: tzinfo) -> int:
+    """The local day (proleptic Gregorian ordinal) of an instant."""
+    return datetime.fromtimestamp(ts, tz).toordinal()
+
+
+def job_day(job: Job, tz: tzinfo) -> int | None:
+    """The service day of a job: the local day its window opens on (None: no window)."""
+    return service_day(job.window.start, tz) if job.window is not None else None
+
+
+def tour_stop(job: Job, day: int | None = None) -> TourStop:
     paused_s, paused_since = pauses(job)
     window = job.window
     return TourStop(
@@ -63,19 +82,24 @@ def tour_stop(job: Job) -> TourStop:
         arrived_at=arrived_at(job),
         paused_s=paused_s,
         paused_since=paused_since if job.state == "paused" else None,
+        day=day,
     )
 
 
-def tour_key(job: Job) -> tuple[int, float, str]:
-    return (job.sequence, job.window.start if job.window else 0.0, job.job_id)
+def tour_key(job: Job, day: int) -> tuple[int, int, float, str]:
+    """Order within a technician's jobs: service day, sequence, window start, id."""
+    return (day, job.sequence, job.window.start if job.window else 0.0, job.job_id)
 
 
 class TourBook:
-    """technician id -> job id -> Job, plus where each job is filed."""
+    """technician id -> job id -> Job, plus where each job is filed; ``tz``: the fleet's
+    local time, whose dates are the service days."""
 
-    def __init__(self) -> None:
+    def __init__(self, tz: tzinfo | None = None) -> None:
+        self.tz = tz if tz is not None else ZoneInfo("UTC")
         self._tours: dict[str, dict[str, Job]] = {}
         self._owner: dict[str, str] = {}
+        self._days: dict[str, int | None] = {}  # job id -> service day
 
     def put(self, job: Job) -> Job | None:
         """File (or re-file) a job; returns the previous version."""
@@ -88,8 +112,10 @@ class TourBook:
         if job.technician_id is not None:
             self._tours.setdefault(job.technician_id, {})[job.job_id] = job
             self._owner[job.job_id] = job.technician_id
+            self._days[job.job_id] = job_day(job, self.tz)
         else:
             self._owner.pop(job.job_id, None)
+            self._days.pop(job.job_id, None)
         return previous
 
     def load(self, jobs: Iterable[Job]) -> None:
@@ -97,7 +123,29 @@ class TourBook:
             self.put(job)
 
     def tour(self, technician_id: str) -> list[Job]:
-        return sorted(self._tours.get(technician_id, {}).values(), key=tour_key)
+        """The technician's jobs in tour order (see the module docstring)."""
+        return [job for job, _ in self.tour_days(technician_id)]
+
+    def tour_days(self, technician_id: str) -> list[tuple[Job, int | None]]:
+        """The technician's jobs in tour order, each with its service day."""
+        jobs = self._tours.get(technician_id)
+        if not jobs:
+            return []
+        days = self._days
+        open_days = [
+            d for j in jobs.values() if (d := days[j.job_id]) is not None
+            and j.state not in CLOSED_STATES
+        ]  # fmt: skip
+        # A job without a window goes with the earliest day still open.
+        anyday = min(open_days) if open_days else 0
+        keyed = [(tour_key(j, d if (d := days[j.job_id]) is not None else anyday), j, d)
+                 for j in jobs.values()]  # fmt: skip
+        keyed.sort(key=lambda k: k[0])
+        return [(j, d) for _, j, d in keyed]
+
+    def day(self, job_id: str) -> int | None:
+        """The service day of a filed job (None: no window, or not filed)."""
+        return self._days.get(job_id)
 
     def get(self, job_id: str) -> Job | None:
         owner = self._owner.get(job_id)

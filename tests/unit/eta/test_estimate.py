@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from itertools import pairwise
 from math import degrees, sqrt
 
@@ -314,6 +315,47 @@ def test_max_early_leaves_later(first: TourStop, expected: list[tuple[str, float
     assert [(e.job_id, e.eta - NOW, e.departure - NOW) for e in got] == [
         pytest.approx(r) for r in expected
     ]
+
+
+HOUR = 3600.0
+
+
+def test_a_later_days_tour_is_not_driven_to_the_evening_before() -> None:
+    # Day 10 (today): one job left, done by +1:10. Day 11: two jobs, the first window
+    # opening 23 h from now. The technician leaves for it so as to arrive as it opens,
+    # and the cascade goes on from there; today's ETAs are what they were alone.
+    today = [replace(stop("A", 1, ws=0), day=10)]
+    tomorrow = [
+        replace(stop("B", 3, ws=23 * HOUR, we=24 * HOUR, dur=1800), day=11),
+        replace(stop("C", 5, ws=23 * HOUR, we=26 * HOUR), day=11),
+    ]
+    got = estimate_tour(NOW, at_km(0), today + tomorrow, EXACT, NO_SPREAD, today=10)
+    alone = estimate_tour(NOW, at_km(0), today, EXACT, NO_SPREAD, today=10)
+    assert [(e.job_id, e.eta - NOW, e.departure - NOW) for e in got] == [
+        ("A", 100, 700),
+        ("B", 23 * HOUR, 23 * HOUR + 1800),
+        ("C", 23 * HOUR + 2000, 23 * HOUR + 2600),
+    ]
+    assert got[0] == alone[0]
+    # Today's tour over: tomorrow's first job is still not reached tonight.
+    first = estimate_tour(NOW, at_km(0), tomorrow, EXACT, NO_SPREAD, today=10)
+    assert first[0].eta - NOW == pytest.approx(23 * HOUR)
+    # Without days (or on the day itself), the plain rule: leave at once, wait on site.
+    for day in (None, 11):
+        plain = estimate_tour(NOW, at_km(0), tomorrow, EXACT, NO_SPREAD, today=day)
+        assert plain[0].eta - NOW == pytest.approx(300)
+
+
+def test_a_day_running_late_spills_into_the_next() -> None:
+    # Today's last job ends after tomorrow's first window opens: no waiting, leave at once.
+    late = [replace(stop("A", 1, "on_site", arrived=-60, dur=30 * HOUR), day=10)]
+    nxt = [replace(stop("B", 3, ws=HOUR, we=2 * HOUR), day=11)]
+    a, b = estimate_tour(NOW, at_km(1), late + nxt, EXACT, NO_SPREAD, today=10)
+    assert b.eta == pytest.approx(a.departure + 200)
+    # A job left open from an earlier day is worked first, as the plain rule says.
+    old = [replace(stop("Z", 1, ws=-20 * HOUR), day=9)]
+    z, b = estimate_tour(NOW, at_km(0), old + nxt, EXACT, NO_SPREAD, today=10)
+    assert [z.eta - NOW, b.eta - NOW] == pytest.approx([100, HOUR])
 
 
 def overrunning_fleet() -> DurationModel:

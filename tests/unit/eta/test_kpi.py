@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta, timezone
 from math import degrees
 
 import pytest
@@ -69,7 +70,7 @@ def test_jobs_per_technician_day() -> None:
         "by_technician": {"t1": 2.0, "t2": 1.0},
     }
     # Sixteen hours east J4 (07:30-08:30 UTC) straddles local midnight: t2 works three days.
-    shifted = jobs_per_technician_day(JOBS, tz_offset_s=16 * 3600)
+    shifted = jobs_per_technician_day(JOBS, timezone(timedelta(hours=16)))
     assert shifted["by_technician"] == {"t1": 2.0, "t2": 2 / 3}
 
 

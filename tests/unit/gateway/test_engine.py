@@ -787,3 +787,36 @@ def test_the_bands_published_before_an_arrival_teach_the_band_scales() -> None:
     assert "j1" not in rig.engine.techs["t1"].published_bands
     assert rig.engine.bands.arrivals == 1
     assert rig.engine.bands.scales == pytest.approx((exp(-0.005), exp(-0.005)))
+
+
+# -- tours over several days ---------------------------------------------------------
+
+DAY = 86400.0
+
+
+def test_booking_tomorrows_tour_leaves_todays_alone() -> None:
+    # T is 07:13 in Tokyo: each day's windows fall on that local day. Both days are
+    # numbered from 1; tomorrow's tour is booked while today's is under way.
+    rig = Rig(EngineConfig(timezone="Asia/Tokyo"))
+    rig.job("j1", 3000, seq=1, window=(0, 3600), planned=1800)
+    rig.job("j2", 6000, seq=2, window=(3600, 10800), planned=1800)
+    rig.status("j1", "en_route", 0)
+    rig.fix(10, 0)
+    before = {e.job_id: e.eta for e in rig.engine.techs["t1"].etas}
+    booked = rig.job("k1", 500, seq=1, window=(DAY, DAY + 3600), planned=1800, at=20)
+    booked += rig.job("k2", 1500, seq=2, window=(DAY + 3600, DAY + 7200), at=30)
+    # Only tomorrow's ETAs are new: the first one as its window opens, the second after it;
+    # no customer of today's is told of a delay, nobody is told of an arrival tonight.
+    assert only(booked, "eta", "notify", "alert", "reoptimize") == [
+        ("eta", "k1", "planned", DAY),
+        ("eta", "k2", "planned", round(DAY + 1800 + leg(500, 1500), 1)),
+    ]
+    # Today's ETAs as they were, 20 s later (re-estimated at +30 s, standing still).
+    after = {e.job_id: e.eta for e in rig.engine.techs["t1"].etas if e.job_id in before}
+    assert after == {job_id: eta + 20.0 for job_id, eta in before.items()}
+    # The same windows in UTC put j2 on the 15th with tomorrow's tour: it would come after
+    # k1 (sequence 1), so this is what the day split is for.
+    utc = Rig()
+    utc.job("j1", 3000, seq=1, window=(0, 3600), planned=1800)
+    utc.job("j2", 6000, seq=2, window=(3600, 10800), planned=1800)
+    assert [j.job_id for j in utc.engine.tours.tour("t1")] == ["j1", "j2"]

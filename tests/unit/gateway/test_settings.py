@@ -28,6 +28,7 @@ def test_from_env_converts_each_type() -> None:
         "FIELDTRACK_SHARE_GROUP": "workers",
         "FIELDTRACK_API_KEYS": "k1, k2,,",
         "FIELDTRACK_SIGNING_KEY": "sign-me",
+        "FIELDTRACK_TIMEZONE": "Europe/Helsinki",
         "UNRELATED": "x",
     }
     s = Settings.from_env(env)
@@ -36,6 +37,7 @@ def test_from_env_converts_each_type() -> None:
     )  # fmt: skip
     assert [k.value for k in s.api_keys] == ["k1", "k2"]
     assert s.signing_key.value == "sign-me"
+    assert s.timezone == "Europe/Helsinki"
 
 
 def test_api_key_singular_variable_and_overrides() -> None:
@@ -79,6 +81,8 @@ BAD: list[dict[str, Any]] = [
     {"http": "localhost"},
     {"http": "localhost:http"},
     {"redis": "localhost:6379"},
+    {"timezone": "Mars/Olympus_Mons"},
+    {"timezone": "../etc/passwd"},
 ]
 
 

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
 import msgspec
 import pytest
 
 from eta.estimate import TourStop
 from gateway.model import Job, Site, StatusChange, Window
-from gateway.tours import TourBook, arrived_at, pauses, tour_key, tour_stop
+from gateway.tours import TourBook, arrived_at, pauses, service_day, tour_key, tour_stop
 
 T = 1_700_000_000.0
+# 2023-11-15 06:00 UTC: a morning, so a day's windows stay within the day.
+MORNING = datetime(2023, 11, 15, 6, tzinfo=UTC).timestamp()
+HOUR, DAY = 3600.0, 86400.0
 
 # A history as (seconds after T, status, previous, source).
 History = list[tuple[float, str, str, str]]
@@ -99,23 +105,71 @@ def test_tour_stop_without_window_and_not_paused() -> None:
     assert (stop.arrived_at, stop.paused_s, stop.paused_since) == (T + 100, 60.0, None)
 
 
-def job(job_id: str, tech: str | None, seq: int = 0, start: float | None = None) -> Job:
+def job(
+    job_id: str, tech: str | None, seq: int = 0, start: float | None = None, state: str = "planned"
+) -> Job:
     window = Window(start, start + 3600) if start is not None else None
-    return Job(job_id, tech, Site(60.0, 25.0), window=window, sequence=seq)
+    return Job(job_id, tech, Site(60.0, 25.0), window=window, sequence=seq, state=state)
 
 
-def test_tour_order_is_sequence_then_window_start_then_id() -> None:
+def test_tour_order_within_a_day_is_sequence_then_window_start_then_id() -> None:
     jobs = [
         job("e", "t1", 2),
-        job("d", "t1", 1, start=T + 500),
-        job("c", "t1", 1, start=T + 100),
+        job("d", "t1", 1, start=MORNING + 500),
+        job("c", "t1", 1, start=MORNING + 100),
         job("b", "t1", 1),  # no window sorts as start 0
-        job("a", "t1", 1, start=T + 100),
+        job("a", "t1", 1, start=MORNING + 100),
     ]
     book = TourBook()
     book.load(jobs)
     assert [j.job_id for j in book.tour("t1")] == ["b", "a", "c", "d", "e"]
-    assert tour_key(jobs[1]) == (1, T + 500, "d")
+    day = service_day(MORNING, ZoneInfo("UTC"))
+    assert tour_key(jobs[1], day) == (day, 1, MORNING + 500, "d")
+    assert book.day("d") == day and book.day("b") is None and book.day("zz") is None
+
+
+def test_tomorrows_tour_booked_today_comes_after_todays() -> None:
+    # Each day numbered from 1, as dispatchers do: sequence alone would interleave them.
+    book = TourBook()
+    book.load([
+        job("today-1", "t1", 1, start=MORNING + 2 * HOUR, state="done"),
+        job("today-2", "t1", 2, start=MORNING + 4 * HOUR, state="en_route"),
+        job("today-3", "t1", 3, start=MORNING + 6 * HOUR),
+        job("tomorrow-2", "t1", 2, start=MORNING + DAY + 3 * HOUR),
+        job("tomorrow-1", "t1", 1, start=MORNING + DAY + 1 * HOUR),
+        job("yesterday-1", "t1", 1, start=MORNING - DAY + 1 * HOUR, state="done"),
+    ])  # fmt: skip
+    assert [j.job_id for j in book.tour("t1")] == [
+        "yesterday-1", "today-1", "today-2", "today-3", "tomorrow-1", "tomorrow-2",
+    ]  # fmt: skip
+    today = service_day(MORNING, book.tz)
+    assert [d for _, d in book.tour_days("t1")] == [today - 1, today, today, today,
+                                                    today + 1, today + 1]  # fmt: skip
+
+
+def test_service_days_are_local_dates() -> None:
+    # 23:30 UTC on the 15th and 00:30 UTC on the 16th: two days in UTC, but both the
+    # small hours of the 16th in Helsinki (UTC+2 in November), one tour there.
+    late = MORNING + 17.5 * HOUR
+    early = MORNING + 18.5 * HOUR
+    for tz, expected in ((None, ["late-2", "early-1"]), ("Europe/Helsinki", ["early-1", "late-2"])):
+        book = TourBook(ZoneInfo(tz) if tz else None)
+        book.load([job("early-1", "t1", 1, start=early), job("late-2", "t1", 2, start=late)])
+        assert [j.job_id for j in book.tour("t1")] == expected, tz
+
+
+def test_a_job_without_window_goes_with_the_earliest_open_day() -> None:
+    book = TourBook()
+    book.load([
+        job("today-1", "t1", 1, start=MORNING + HOUR, state="done"),
+        job("today-3", "t1", 3, start=MORNING + 3 * HOUR),
+        job("tomorrow-1", "t1", 1, start=MORNING + DAY + HOUR),
+        job("anytime-2", "t1", 2),
+    ])  # fmt: skip
+    assert [j.job_id for j in book.tour("t1")] == ["today-1", "anytime-2", "today-3", "tomorrow-1"]
+    # Today's tour over: it moves on with the next open day.
+    book.put(job("today-3", "t1", 3, start=MORNING + 3 * HOUR, state="done"))
+    assert [j.job_id for j in book.tour("t1")] == ["today-1", "today-3", "tomorrow-1", "anytime-2"]
 
 
 def test_tour_book_files_and_refiles_jobs() -> None:
