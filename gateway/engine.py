@@ -77,12 +77,16 @@ class EngineConfig:
     ``site_dwell_s``: time inside a job site that counts as arrival.
     ``timezone``: the fleet's local time (IANA name), whose dates are the service days
     that tours are split into (``gateway.tours``).
+    ``closed_kept_s``: how long a closed job stays in its technician's tour (by the
+    technician's event time); checked every ``retire_every_s`` of wall time.
     ``estimate``: the rules of the tour cascade (``eta.estimate.EstimateConfig``)."""
 
     eta_interval_s: float = 10.0
     eta_publish_s: float = 60.0
     site_dwell_s: float = 60.0
     timezone: str = "UTC"
+    closed_kept_s: float = 86400.0
+    retire_every_s: float = 3600.0
     estimate: EstimateConfig = field(default_factory=EstimateConfig)
     detector: DetectorConfig = field(default_factory=DetectorConfig)
     delay: DelayConfig = field(default_factory=DelayConfig)
@@ -152,6 +156,7 @@ class Engine:
         self.devices: dict[str, DeviceTrack] = {}
         self.techs: dict[str, TechTrack] = {}
         self._sites: dict[str, tuple[float, float, float, str]] = {}
+        self._retired_at: float | None = None
 
     # -- fences ---------------------------------------------------------------------
 
@@ -450,6 +455,9 @@ class Engine:
                 self.fences, track.presence, now, self.config.detector
             )
             out.extend(self._transitions(device_id, technician_id, transitions))
+        if self._retired_at is None or wall_now - self._retired_at >= self.config.retire_every_s:
+            self._retired_at = wall_now
+            self._retire(wall_now)
         for technician_id in self.tours.technicians():
             tech = self._tech(technician_id)
             if tech.last_fix is None and tech.active_since is None:
@@ -457,6 +465,19 @@ class Engine:
             now = self._event_now(technician_id, wall_now)
             out.extend(self._estimate(technician_id, now, force=False))
         return out
+
+    def _retire(self, wall_now: float) -> None:
+        """Drop jobs closed long enough ago from the tours, and what the engine kept on them."""
+        for technician_id in self.tours.technicians():
+            before = self._event_now(technician_id, wall_now) - self.config.closed_kept_s
+            gone = self.tours.retire(technician_id, before)
+            tech = self.techs.get(technician_id)
+            if tech is None:
+                continue
+            for job in gone:
+                tech.published.pop(job.job_id, None)
+                tech.published_bands.pop(job.job_id, None)
+                tech.left_open.discard(job.job_id)
 
     def _event_now(
         self, technician_id: str | None, wall_now: float, track: DeviceTrack | None = None

@@ -86,6 +86,12 @@ def tour_stop(job: Job, day: int | None = None) -> TourStop:
     )
 
 
+def _closed_at(job: Job) -> float:
+    if job.history:
+        return job.history[-1].ts
+    return job.window.end if job.window is not None else float("inf")
+
+
 def tour_key(job: Job, day: int) -> tuple[int, int, float, str]:
     """Order within a technician's jobs: service day, sequence, window start, id."""
     return (day, job.sequence, job.window.start if job.window else 0.0, job.job_id)
@@ -142,6 +148,25 @@ class TourBook:
                  for j in jobs.values()]  # fmt: skip
         keyed.sort(key=lambda k: k[0])
         return [(j, d) for _, j, d in keyed]
+
+    def retire(self, technician_id: str, before: float) -> list[Job]:
+        """Forget the technician's jobs closed before ``before`` (their last status change,
+        or their window's end if they have none); returns them.
+
+        Tours are built from every job filed, so without this a technician's estimate
+        grows with every job they ever did (80 times slower after a year: 14 ms a tour).
+        A retired job is still in the store; if it changes again it is filed anew."""
+        jobs = self._tours.get(technician_id)
+        if not jobs:
+            return []
+        gone = [j for j in jobs.values() if j.state in CLOSED_STATES and _closed_at(j) < before]
+        for j in gone:
+            del jobs[j.job_id]
+            del self._owner[j.job_id]
+            self._days.pop(j.job_id, None)
+        if not jobs:
+            del self._tours[technician_id]
+        return gone
 
     def day(self, job_id: str) -> int | None:
         """The service day of a filed job (None: no window, or not filed)."""

@@ -6,6 +6,10 @@ stops (cells cached) and from a moving position (cells looked up), ``estimate_to
 ``evaluate`` and ``customer_notifications`` on its result, ``extend_trip``, and the sum per
 fix. Baselines in the same run: bare haversine + one EWMA update (FACTS.md's 1.2 µs figure)
 and a constant-speed straight-line travel time.
+
+``engine_tick_after_a_year_us``: the engine's periodic re-estimate of one technician with
+five jobs open and a year of done jobs (five a day) filed, with the done jobs retired from
+the tour after a day (the default) and kept for ever (as before retirement existed).
 """
 
 from __future__ import annotations
@@ -19,12 +23,16 @@ from itertools import pairwise
 from math import cos, radians
 from typing import Any
 
+import msgspec
+
 from eta.delay import AlertState, NotifyState, customer_notifications, evaluate
 from eta.durations import DurationModel
 from eta.estimate import TourStop, estimate_tour
 from eta.geo import haversine_m
 from eta.speeds import SpeedModel
 from eta.trips import begin_trip, extend_trip
+from gateway.engine import Engine, EngineConfig
+from gateway.model import Fix, Job, Site, StatusChange, Window
 
 T0 = 1_700_467_200.0  # Monday 08:00 UTC
 LAT0, LON0 = 60.17, 24.94
@@ -76,6 +84,31 @@ def _tour(rng: random.Random) -> list[TourStop]:
             )
         )
     return stops
+
+
+def _year_of_jobs(rng: random.Random, days: int) -> list[Job]:
+    jobs = []
+    for d in range(-days, 1):
+        for k in range(5):
+            ws = T0 + d * 86400.0 + k * 5400.0
+            site = Site(LAT0 + rng.uniform(-0.05, 0.05), LON0 + rng.uniform(-0.1, 0.1))
+            job = Job(f"j{d}-{k}", "t1", site, Window(ws, ws + 3600.0), 1800.0, k + 1)
+            if d < 0:
+                done = (
+                    StatusChange(ws, "on_site", "en_route", "device"),
+                    StatusChange(ws + 1800.0, "done", "on_site", "device"),
+                )
+                job = msgspec.structs.replace(job, state="done", history=done)
+            jobs.append(job)
+    return jobs
+
+
+def _engine_tick_us(jobs: list[Job], kept_s: float, n: int) -> float:
+    """µs per ``Engine.tick`` 10 s apart, each re-estimating the technician's tour."""
+    engine = Engine(EngineConfig(closed_kept_s=kept_s))
+    engine.load_jobs(jobs)
+    engine.on_fix(Fix("d1", T0, LAT0, LON0), "t1", T0)
+    return _per_op_us(lambda i: engine.tick(T0 + 10.0 * (i + 1)), n, repeats=3)
 
 
 def run(quick: bool) -> dict[str, Any]:
@@ -143,6 +176,10 @@ def run(quick: bool) -> dict[str, Any]:
         n,
     )
     per_fix = observe_us + tour_us + evaluate_us + notify_us + trip_us
+    year = _year_of_jobs(rng, 365)
+    n_ticks = 100 if quick else 1000
+    tick_retired_us = _engine_tick_us(year, 86400.0, n_ticks)
+    tick_kept_us = _engine_tick_us(year, float("inf"), n_ticks)
     return {
         "observe_us": round(observe_us, 3),
         "baseline_haversine_ewma_us": round(baseline_observe_us, 3),
@@ -157,6 +194,11 @@ def run(quick: bool) -> dict[str, Any]:
         "customer_notifications_8_jobs_us": round(notify_us, 3),
         "per_fix_total_us": round(per_fix, 2),
         "fixes_per_s_per_core_eta_only": round(1e6 / per_fix),
+        "engine_tick_after_a_year_us": {
+            "done_jobs_retired": round(tick_retired_us, 1),
+            "done_jobs_kept": round(tick_kept_us, 1),
+            "kept_vs_retired": round(tick_kept_us / tick_retired_us, 1),
+        },
         "cells_learned": model.cell_count,
         "snapshot_cells_json_kib": round(len(str(model.snapshot())) / 1024, 1),
     }

@@ -820,3 +820,28 @@ def test_booking_tomorrows_tour_leaves_todays_alone() -> None:
     utc.job("j1", 3000, seq=1, window=(0, 3600), planned=1800)
     utc.job("j2", 6000, seq=2, window=(3600, 10800), planned=1800)
     assert [j.job_id for j in utc.engine.tours.tour("t1")] == ["j1", "j2"]
+
+
+def test_jobs_closed_a_day_ago_leave_the_tour_and_what_was_kept_on_them() -> None:
+    rig = Rig(EngineConfig(closed_kept_s=DAY, retire_every_s=3600.0))
+    rig.job("j1", 3000, seq=1, window=(0, 3600))
+    rig.job("j2", 0, seq=2, window=(0, 7200))
+    rig.status("j1", "en_route", 0)
+    rig.fix(10, 0)
+    rig.status("j1", "on_site", 400)
+    rig.status("j1", "done", 1000)
+    rig.job("gone", 500, seq=3, window=(0, 7200))
+    rig.status("gone", "cancelled", 1100)  # published ETAs and bands, never reached
+    tech = rig.engine.techs["t1"]
+    assert {"j1", "gone"} <= set(tech.published) and "gone" in tech.published_bands
+    rig.tick(1200)  # the first tick retires what is old enough: nothing yet
+    assert [j.job_id for j in rig.engine.tours.tour("t1")] == ["j1", "j2", "gone"]
+    rig.fix(DAY + 1200, 0)  # a day later by the technician's clock: both are old enough
+    rig.tick(1200 + 3599)  # but within the hour (wall time) since the last check
+    assert len(rig.engine.tours.tour("t1")) == 3
+    rig.tick(1200 + 3600)
+    assert [j.job_id for j in rig.engine.tours.tour("t1")] == ["j2"]
+    assert set(tech.published) == {"j2"} and set(tech.published_bands) <= {"j2"}
+    # A retired job changing again is filed anew (and goes back on the tour).
+    rig.job("j1", 3000, seq=1, window=(DAY, DAY + 3600), at=DAY + 1300)
+    assert [j.job_id for j in rig.engine.tours.tour("t1")] == ["j2", "j1"]

@@ -205,3 +205,33 @@ def test_tour_book_update_in_place_keeps_one_copy() -> None:
     updated = msgspec.structs.replace(job("a", "t1", 1), state="en_route")
     assert book.put(updated) == job("a", "t1", 1)
     assert book.tour("t1") == [updated]
+
+
+def closed(job_id: str, seq: int, start: float, at: float | None, state: str = "done") -> Job:
+    history = (StatusChange(at, state, "on_site", "device"),) if at is not None else ()
+    return msgspec.structs.replace(
+        job(job_id, "t1", seq, start=start), state=state, history=history
+    )
+
+
+def test_retire_forgets_jobs_closed_long_enough_ago() -> None:
+    book = TourBook()
+    book.load([
+        closed("old", 1, MORNING - DAY, at=MORNING - DAY + HOUR),
+        closed("old-cancelled", 2, MORNING - DAY, at=MORNING - DAY + 2 * HOUR, state="cancelled"),
+        closed("recent", 1, MORNING, at=MORNING + HOUR),
+        closed("no-history", 3, MORNING - 2 * DAY, at=None),  # closed without a change: window
+        job("open", "t1", 2, start=MORNING - 3 * DAY),  # never closed: never retired
+        Job("floating", "t1", Site(60.0, 25.0), state="done"),  # no change, no window: kept
+        job("other", "t2", 1, start=MORNING - 3 * DAY),
+    ])  # fmt: skip
+    gone = book.retire("t1", before=MORNING)
+    assert sorted(j.job_id for j in gone) == ["no-history", "old", "old-cancelled"]
+    assert [j.job_id for j in book.tour("t1")] == ["floating", "open", "recent"]
+    assert book.get("old") is None and book.day("old") is None
+    # Filed anew when it changes again: a new job to the book.
+    assert book.put(closed("old", 1, MORNING - DAY, at=MORNING + 2 * HOUR)) is None
+    assert book.retire("t2", before=MORNING) == []
+    # A tour left empty removes its technician.
+    book.put(msgspec.structs.replace(closed("t3-only", 1, MORNING, at=MORNING), technician_id="t3"))
+    assert len(book.retire("t3", before=MORNING + 1)) == 1 and "t3" not in book.technicians()
