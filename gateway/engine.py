@@ -43,6 +43,7 @@ from eta.estimate import (
     estimate_tour,
     onsite_elapsed_s,
 )
+from eta.pace import TechnicianPace
 from eta.speeds import SpeedModel
 from eta.spread import BandScale
 from eta.trips import Trip, begin_trip, extend_trip, finish_trip
@@ -136,7 +137,9 @@ class Engine:
     really take against their plan, from every job that ends ``done`` after an arrival;
     ``pauses`` how long a pause lasts, from every pause that ends, so that a paused job's
     later ETAs count the rest of its pause; ``bands`` how wide each side of an ETA's
-    p10..p90 must be, from the bands published for each job before it was reached."""
+    p10..p90 must be, from the bands published for each job before it was reached;
+    ``paces`` how each technician's on-site times compare with the fleet's, from the same
+    jobs as ``durations`` (which learns from plans scaled by the technician's factor)."""
 
     def __init__(
         self,
@@ -145,12 +148,14 @@ class Engine:
         durations: DurationModel | None = None,
         pauses: DurationModel | None = None,
         bands: BandScale | None = None,
+        paces: TechnicianPace | None = None,
     ):
         self.config = config or EngineConfig()
         self.model = model or SpeedModel()
         self.durations = durations or DurationModel()
         self.pauses = pauses or DurationModel(PAUSE_PRIOR)
         self.bands = bands or BandScale()
+        self.paces = paces or TechnicianPace()
         self.tours = TourBook(ZoneInfo(self.config.timezone))
         self.fences = FenceIndex.build(())
         self.devices: dict[str, DeviceTrack] = {}
@@ -267,7 +272,11 @@ class Engine:
         if stop.arrived_at is None:
             return
         worked = onsite_elapsed_s(stop, done_at)
-        self.durations.observe_job(stop.planned_duration_s, worked)
+        technician_id = previous.technician_id
+        pace = self.paces.factor(technician_id) if technician_id is not None else 1.0
+        self.durations.observe_job(stop.planned_duration_s * pace, worked)
+        if technician_id is not None:
+            self.paces.observe(technician_id, stop.planned_duration_s, worked)
 
     # -- fixes ------------------------------------------------------------------------
 
@@ -371,6 +380,7 @@ class Engine:
                 self.pauses,
                 self.bands.scales,
                 today=service_day(now, self.tours.tz),
+                pace=self.paces.factor(technician_id),
             )
             if stops
             else []

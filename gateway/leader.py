@@ -226,7 +226,7 @@ def _followed(event: Event) -> bool:
 
 async def fresh_engine(gateway: Gateway) -> Engine:
     old = gateway.engine
-    engine = Engine(old.config, old.model, old.durations, old.pauses, old.bands)
+    engine = Engine(old.config, old.model, old.durations, old.pauses, old.bands, old.paces)
     for fence in (await gateway.stored_fences()).values():
         engine.put_fence(fence)
     engine.load_jobs(await gateway.store.list_jobs())

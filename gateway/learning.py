@@ -6,8 +6,8 @@ leader and read by whichever worker leads next. Saved every minute and on
 shutdown, so a crash loses at most a minute of learning.
 
 One JSON object holds them all: the ``SpeedModel`` snapshot as it always was, plus
-``durations`` and ``pauses`` keys with the two ``DurationModel``s' and ``eta_bands``
-with the ``BandScale``'s. Snapshots from
+``durations`` and ``pauses`` keys with the two ``DurationModel``s', ``eta_bands``
+with the ``BandScale``'s and ``technician_pace`` with the ``TechnicianPace``'s. Snapshots from
 before either was learned load with it fresh; one that no longer loads (another
 histogram layout) is relearned without giving up the rest. Older versions of the
 gateway ignore the extra keys.
@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from eta.durations import DurationModel
+from eta.pace import TechnicianPace
 from eta.speeds import SnapshotError, SpeedModel, save_json
 from eta.spread import BandScale
 from gateway.cancel import raise_if_cancelling
@@ -33,6 +34,7 @@ BLOB = "eta-model"
 DURATIONS_KEY = "durations"
 PAUSES_KEY = "pauses"
 BANDS_KEY = "eta_bands"
+PACE_KEY = "technician_pace"
 SAVE_EVERY_S = 60.0
 T = TypeVar("T")
 
@@ -49,6 +51,7 @@ def snapshot(engine: Engine) -> dict[str, Any]:
         DURATIONS_KEY: engine.durations.snapshot(),
         PAUSES_KEY: engine.pauses.snapshot(),
         BANDS_KEY: engine.bands.snapshot(),
+        PACE_KEY: engine.paces.snapshot(),
     }
 
 
@@ -67,7 +70,10 @@ def restore_into(engine: Engine, data: Any) -> None:
                        lambda d: DurationModel.restore(d, pauses.prior))  # fmt: skip
     bands = _restored(data, BANDS_KEY, bands, "ETA band widths",
                       lambda d: BandScale.restore(d, bands.config))  # fmt: skip
+    paces = _restored(data, PACE_KEY, engine.paces, "technicians' on-site pace",
+                      lambda d: TechnicianPace.restore(d, engine.paces.config))  # fmt: skip
     engine.model, engine.durations, engine.pauses, engine.bands = model, durations, pauses, bands
+    engine.paces = paces
 
 
 def _restored(

@@ -236,8 +236,9 @@ def width(e: JobEta) -> float:
 
 def test_waiting_for_a_window_absorbs_spread() -> None:
     tour = [stop("A", 1), stop("B", 3), stop("C", 5)]
-    free = estimate_tour(NOW, at_km(0), tour, SPREAD)
-    waits = estimate_tour(NOW, at_km(0), [tour[0], stop("B", 3, ws=5000), tour[2]], SPREAD)
+    plain = EstimateConfig(max_early_s=None)  # drives there at once, waits on site
+    free = estimate_tour(NOW, at_km(0), tour, SPREAD, plain)
+    waits = estimate_tour(NOW, at_km(0), [tour[0], stop("B", 3, ws=5000), tour[2]], SPREAD, plain)
     assert width(free[1]) == pytest.approx(width(waits[1]))
     assert width(waits[2]) < width(free[2])
     assert waits[2].eta - NOW == pytest.approx(5000 + 600 + 200)
@@ -340,10 +341,14 @@ def test_a_later_days_tour_is_not_driven_to_the_evening_before() -> None:
     # Today's tour over: tomorrow's first job is still not reached tonight.
     first = estimate_tour(NOW, at_km(0), tomorrow, EXACT, NO_SPREAD, today=10)
     assert first[0].eta - NOW == pytest.approx(23 * HOUR)
-    # Without days (or on the day itself), the plain rule: leave at once, wait on site.
+    # Without days (or on the day itself), the rule within a day: arrive no more than
+    # max_early_s (15 min by default) before the window opens; unset, leave at once.
+    plain = EstimateConfig(onsite_cv=0.0, max_early_s=None)
     for day in (None, 11):
-        plain = estimate_tour(NOW, at_km(0), tomorrow, EXACT, NO_SPREAD, today=day)
-        assert plain[0].eta - NOW == pytest.approx(300)
+        first = estimate_tour(NOW, at_km(0), tomorrow, EXACT, NO_SPREAD, today=day)
+        assert first[0].eta - NOW == pytest.approx(23 * HOUR - 900)
+        first = estimate_tour(NOW, at_km(0), tomorrow, EXACT, plain, today=day)
+        assert first[0].eta - NOW == pytest.approx(300)
 
 
 def test_a_day_running_late_spills_into_the_next() -> None:
@@ -356,6 +361,17 @@ def test_a_day_running_late_spills_into_the_next() -> None:
     old = [replace(stop("Z", 1, ws=-20 * HOUR), day=9)]
     z, b = estimate_tour(NOW, at_km(0), old + nxt, EXACT, NO_SPREAD, today=10)
     assert [z.eta - NOW, b.eta - NOW] == pytest.approx([100, HOUR])
+
+
+def test_a_technicians_pace_scales_their_on_site_times() -> None:
+    # 1.5 x the plan: the job under way (600 s planned, 300 s done) has 600 s to go, the
+    # next one takes 900 s; travel is untouched.
+    tour = [stop("A", 1, "on_site", arrived=-300), stop("B", 3), stop("C", 5)]
+    a, b, c = estimate_tour(NOW, at_km(1), tour, EXACT, NO_SPREAD, pace=1.5)
+    assert (a.remaining_onsite_s, b.remaining_onsite_s) == (600.0, 900.0)
+    assert [b.eta - NOW, c.eta - NOW] == pytest.approx([600 + 200, 600 + 200 + 900 + 200])
+    plain = estimate_tour(NOW, at_km(1), tour, EXACT, NO_SPREAD)
+    assert plain[1].eta - NOW == pytest.approx(300 + 200)
 
 
 def overrunning_fleet() -> DurationModel:

@@ -29,6 +29,8 @@ def taught_engine() -> Engine:
         engine.pauses.observe_job(600.0, 900.0)
     for _ in range(20):  # ETA bands that always held the arrival: too wide
         engine.bands.observe(100.0, [(50.0, 150.0)])
+    for i in range(20):  # t1 takes a fifth longer than the others
+        engine.paces.observe("t1" if i % 2 else "t2", 1800.0, (1.2 if i % 2 else 1.0) * 1800.0)
     return engine
 
 
@@ -51,6 +53,7 @@ def same_learning(a: Engine, b: Engine) -> bool:
         and a.durations.snapshot() == b.durations.snapshot()
         and a.pauses.snapshot() == b.pauses.snapshot()
         and a.bands.snapshot() == b.bands.snapshot()
+        and a.paces.snapshot() == b.paces.snapshot()
     )
 
 
@@ -66,6 +69,7 @@ async def test_snapshot_file_round_trip(tmp_path: Path) -> None:
     leg = (60.17, 24.94, 60.19, 24.94, 1_800_000_000.0)
     assert fresh.model.travel_time(*leg) == taught.model.travel_time(*leg)
     assert fresh.durations.remaining(1800.0, 1900.0) == taught.durations.remaining(1800.0, 1900.0)
+    assert fresh.paces.factor("t1") == taught.paces.factor("t1") > 1.05
 
 
 async def test_blob_round_trip() -> None:
@@ -100,6 +104,25 @@ async def test_snapshot_from_before_pauses_loads_the_rest(tmp_path: Path) -> Non
     assert engine.durations.snapshot() == taught.durations.snapshot()
     assert engine.pauses.jobs == 0  # learned again from the prior
     assert engine.pauses.prior == taught.pauses.prior
+
+
+async def test_snapshot_from_before_technician_pace_loads_the_rest(tmp_path: Path) -> None:
+    taught = taught_engine()
+    data = snapshot(taught)
+    del data["technician_pace"]
+    path = tmp_path / "model.json"
+    path.write_text(json.dumps(data))
+    engine = Engine()
+    assert await ModelKeeper(path=str(path)).load_into(engine) is True
+    assert engine.bands.snapshot() == taught.bands.snapshot()
+    assert (engine.paces.technicians, engine.paces.factor("t1")) == (0, 1.0)
+    # ... and a damaged one is relearned without giving up the rest.
+    data["technician_pace"] = {"version": 1, "fleet": "?", "technicians": []}
+    path.write_text(json.dumps(data))
+    engine = Engine()
+    assert await ModelKeeper(path=str(path)).load_into(engine) is True
+    assert engine.durations.snapshot() == taught.durations.snapshot()
+    assert engine.paces.technicians == 0
 
 
 async def test_damaged_durations_keep_the_speeds(tmp_path: Path) -> None:
