@@ -47,6 +47,10 @@ class FleetParams:
     pause_probability: float = 0.1
     pause_s: Range = (300.0, 900.0)
     driver_factor: Range = (0.85, 1.05)
+    # Each technician's own pace on site, a factor on every job's time drawn once per
+    # technician id (the same person every day): a junior takes longer than booked, an old
+    # hand less. (1, 1) is a fleet where only the job decides.
+    work_pace: Range = (1.0, 1.0)
     signal_stop_probability: float = 0.15
     signal_stop_s: Range = (5.0, 30.0)
     incidents_per_hour: float = 1.0

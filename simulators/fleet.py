@@ -145,16 +145,23 @@ def plan_fleet(
     *,
     id_prefix: str = "",
     owntracks_ids: bool = False,
+    job_prefix: str = "",
+    depot_seed: int | None = None,
 ) -> list[TechnicianPlan]:
-    """Technicians with a day of jobs each, shifts beginning at `start`."""
-    rng = random.Random(f"{seed}:depots")
+    """Technicians with a day of jobs each, shifts beginning at `start`. ``job_prefix`` goes
+    before job ids only, and ``depot_seed`` (instead of the day's seed) places the depots:
+    the same technicians on several days, starting from the same depots, each day's jobs
+    new."""
+    rng = random.Random(f"{seed if depot_seed is None else depot_seed}:depots")
     depots = [graph.snap_random_point(rng) for _ in range(max(1, params.depots))]
     plans = []
     for i in range(count):
         tech_id = f"{id_prefix}tech-{i + 1:03d}"
         device = f"{tech_id}:phone" if owntracks_ids else f"{id_prefix}phone-{i + 1:03d}"
         plans.append(
-            _plan_technician(graph, router, params, i, tech_id, device, depots, start, seed)
+            _plan_technician(
+                graph, router, params, i, tech_id, device, depots, start, seed, job_prefix
+            )
         )
     return plans
 
@@ -169,6 +176,7 @@ def _plan_technician(
     depots: Sequence[int],
     start: float,
     seed: int,
+    job_prefix: str = "",
 ) -> TechnicianPlan:
     rng = random.Random(f"{seed}:plan:{index}")
     name = f"{rng.choice(FIRST_NAMES)} {rng.choice(LAST_NAMES)}"
@@ -191,7 +199,7 @@ def _plan_technician(
         lat, lon = offset(*graph.coords[node], rng.uniform(-20, 20), rng.uniform(-20, 20))
         jobs.append(
             JobPlan(
-                job_id=f"{tech_id.replace('tech-', 'job-')}-{k + 1:02d}",
+                job_id=f"{job_prefix}{tech_id.replace('tech-', 'job-')}-{k + 1:02d}",
                 technician_id=tech_id,
                 sequence=k + 1,
                 node=node,
@@ -207,6 +215,15 @@ def _plan_technician(
         )
         t, here = arrival + planned, node
     return TechnicianPlan(index, tech_id, name, device_id, skills, depot, shift_start, tuple(jobs))
+
+
+def work_pace(technician_id: str, params: FleetParams) -> float:
+    """A technician's own factor on on-site time: the same for an id on every day and seed
+    (a draw apart from the day's, so a fleet with no spread lives the same days as before)."""
+    low, high = params.work_pace
+    if low == high:
+        return low
+    return random.Random(f"work-pace:{technician_id}").uniform(low, high)
 
 
 def _nearest_neighbour_order(graph: RoadGraph, start: int, sites: list[int]) -> list[int]:
@@ -233,6 +250,7 @@ def drive_day(
     """Live the planned day through real traffic; return the trajectory and the truth."""
     rng = random.Random(f"{seed}:day:{plan.index}")
     driver = _Driver(graph, traffic, params, rng.uniform(*params.driver_factor), rng)
+    pace = work_pace(plan.technician_id, params)
     traj = Trajectory(plan.shift_start, *graph.coords[plan.depot_node])
     statuses: list[StatusEvent] = []
     outcomes: list[JobOutcome] = []
@@ -245,7 +263,7 @@ def drive_day(
             outcomes[-1].departure = leave
         statuses.append(StatusEvent(leave, job.job_id, "en_route"))
         driver.drive(traj, route)
-        outcomes.append(_work(traj, job, params, rng, statuses, leave))
+        outcomes.append(_work(traj, job, params, rng, statuses, leave, pace))
         here = job.node
     if params.return_to_depot and here != plan.depot_node:
         driver.drive(traj, router.route(here, plan.depot_node, traj.end))
@@ -264,6 +282,7 @@ def _work(
     rng: random.Random,
     statuses: list[StatusEvent],
     leave: float,
+    pace: float = 1.0,
 ) -> JobOutcome:
     """On site: arrive, work (maybe overrun, maybe pause), done. Appends the statuses."""
     arrival = traj.end
@@ -273,6 +292,7 @@ def _work(
     else:
         noise = params.duration_noise
         work = job.planned_duration_s * rng.uniform(1 - noise, 1 + noise)
+    work *= pace
     pauses = []
     if rng.random() < params.pause_probability:
         p0 = arrival + work * rng.uniform(0.2, 0.8)

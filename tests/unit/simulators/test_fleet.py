@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import pytest
 
 from simulators.config import FleetParams
-from simulators.fleet import DayTrace, JobPlan, Router, TechnicianPlan, drive_day, plan_fleet
+from simulators.fleet import (
+    DayTrace,
+    JobPlan,
+    Router,
+    TechnicianPlan,
+    drive_day,
+    plan_fleet,
+    work_pace,
+)
 from simulators.geo import haversine_m
 from simulators.roads import RoadGraph, synthetic_city
 from simulators.traffic import TrafficModel, congestion
@@ -173,3 +182,39 @@ def test_geofence_enter_is_on_the_circle(traces: list[DayTrace]) -> None:
                 assert haversine_m(before.lat, before.lon, j.lat, j.lon) > j.radius_m
                 checked += 1
     assert checked > 10
+
+
+def test_each_technician_keeps_their_work_pace_day_after_day(traces: list[DayTrace]) -> None:
+    router = Router(CITY, TRAFFIC)
+    paced = replace(PARAMS, work_pace=(0.8, 1.3))
+    plans = plan_fleet(CITY, router, paced, 8, MORNING, seed=3)
+    days = [drive_day(p, CITY, TRAFFIC, router, paced, seed=3) for p in plans]
+    paces = [work_pace(p.technician_id, paced) for p in plans]
+    assert all(0.8 <= f <= 1.3 for f in paces) and len(set(paces)) == len(paces)
+    assert work_pace("tech-001", paced) == work_pace("tech-001", paced)  # an id, not a day
+    # Only the work on site changes, by the technician's factor: the day's draws are the
+    # same, so the first job of each is the unpaced one's times the pace.
+    for plain, slow, f in zip(traces, days, paces, strict=True):
+        assert slow.outcomes[0].work_s == pytest.approx(plain.outcomes[0].work_s * f)
+        assert slow.outcomes[0].arrival == plain.outcomes[0].arrival
+    assert work_pace("tech-001", PARAMS) == 1.0
+
+
+def test_job_prefix_names_a_days_jobs_and_nothing_else() -> None:
+    router = Router(CITY, TRAFFIC)
+    plain = plan_fleet(CITY, router, PARAMS, 2, MORNING, seed=3)
+    tagged = plan_fleet(CITY, router, PARAMS, 2, MORNING, seed=3, job_prefix="d07-")
+    for a, b in zip(plain, tagged, strict=True):
+        assert (a.technician_id, a.device_id) == (b.technician_id, b.device_id)
+        assert [f"d07-{j.job_id}" for j in a.jobs] == [j.job_id for j in b.jobs]
+
+
+def test_a_depot_seed_keeps_the_depots_from_day_to_day() -> None:
+    router = Router(CITY, TRAFFIC)
+
+    def depots(seed: int, depot_seed: int | None) -> list[int]:
+        plans = plan_fleet(CITY, router, PARAMS, 6, MORNING, seed=seed, depot_seed=depot_seed)
+        return [p.depot_node for p in plans]
+
+    assert depots(3, 9) == depots(4, 9) != depots(4, None)
+    assert depots(3, None) == depots(3, 3)  # the day's seed, as before
