@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from eta.speeds import SpeedModel
 from gateway.bus import MemoryBus
@@ -57,6 +58,15 @@ def same_learning(a: Engine, b: Engine) -> bool:
     )
 
 
+async def loaded(tmp_path: Path, data: dict[str, Any]) -> Engine:
+    """A fresh engine that loaded ``data`` from a snapshot file."""
+    path = tmp_path / "model.json"
+    path.write_text(json.dumps(data))
+    engine = Engine()
+    assert await ModelKeeper(path=str(path)).load_into(engine) is True
+    return engine
+
+
 async def test_snapshot_file_round_trip(tmp_path: Path) -> None:
     path = tmp_path / "model.json"
     keeper = ModelKeeper(path=str(path))
@@ -97,10 +107,7 @@ async def test_snapshot_from_before_pauses_loads_the_rest(tmp_path: Path) -> Non
     taught = taught_engine()
     data = snapshot(taught)
     del data["pauses"]
-    path = tmp_path / "model.json"
-    path.write_text(json.dumps(data))
-    engine = Engine()
-    assert await ModelKeeper(path=str(path)).load_into(engine) is True
+    engine = await loaded(tmp_path, data)
     assert engine.durations.snapshot() == taught.durations.snapshot()
     assert engine.pauses.jobs == 0  # learned again from the prior
     assert engine.pauses.prior == taught.pauses.prior
@@ -110,17 +117,12 @@ async def test_snapshot_from_before_technician_pace_loads_the_rest(tmp_path: Pat
     taught = taught_engine()
     data = snapshot(taught)
     del data["technician_pace"]
-    path = tmp_path / "model.json"
-    path.write_text(json.dumps(data))
-    engine = Engine()
-    assert await ModelKeeper(path=str(path)).load_into(engine) is True
+    engine = await loaded(tmp_path, data)
     assert engine.bands.snapshot() == taught.bands.snapshot()
     assert (engine.paces.technicians, engine.paces.factor("t1")) == (0, 1.0)
     # ... and a damaged one is relearned without giving up the rest.
     data["technician_pace"] = {"version": 1, "fleet": "?", "technicians": []}
-    path.write_text(json.dumps(data))
-    engine = Engine()
-    assert await ModelKeeper(path=str(path)).load_into(engine) is True
+    engine = await loaded(tmp_path, data)
     assert engine.durations.snapshot() == taught.durations.snapshot()
     assert engine.paces.technicians == 0
 
@@ -129,10 +131,7 @@ async def test_damaged_durations_keep_the_speeds(tmp_path: Path) -> None:
     taught = taught_engine()
     data = snapshot(taught)
     data["durations"]["counts"] = [1.0, 2.0]  # another histogram layout
-    path = tmp_path / "model.json"
-    path.write_text(json.dumps(data))
-    engine = Engine()
-    assert await ModelKeeper(path=str(path)).load_into(engine) is True
+    engine = await loaded(tmp_path, data)
     assert engine.model.snapshot() == taught.model.snapshot()
     assert engine.durations.jobs == 0
 
