@@ -418,7 +418,13 @@ class Engine:
         ):
             return out
         tech.published[job.job_id] = (e.eta, job.state)
-        if job.state not in ON_SITE_STATES and e.eta_p90 > e.eta_p10:
+        # The band scale learns from bands published while the technician is being
+        # tracked: not from those of a day not begun (the last fix is last night's, and
+        # when they will set off is anyone's guess), which would teach it that arrivals
+        # are never early.
+        fix = tech.last_fix
+        tracked = fix is not None and now - fix.ts <= self.config.delay.stale_after_s
+        if tracked and job.state not in ON_SITE_STATES and e.eta_p90 > e.eta_p10:
             bands = tech.published_bands.setdefault(job.job_id, [])
             if len(bands) < MAX_BANDS:
                 bands.append((e.eta_p10, e.eta_p90))

@@ -871,3 +871,15 @@ def test_jobs_closed_a_day_ago_leave_the_tour_and_what_was_kept_on_them() -> Non
     # A retired job changing again is filed anew (and goes back on the tour).
     rig.job("j1", 3000, seq=1, window=(DAY, DAY + 3600), at=DAY + 1300)
     assert [j.job_id for j in rig.engine.tours.tour("t1")] == ["j2", "j1"]
+
+
+def test_bands_published_before_the_technician_is_tracked_teach_nothing() -> None:
+    rig = Rig()
+    rig.engine.model = SpeedModel(SpeedPrior(SPEED, detour_factor=1.0))  # with a spread
+    rig.fix(0, 0)  # last night's fix
+    rig.job("j1", 3000, planned=600.0, at=20000)  # booked this morning: an ETA, untracked
+    tech = rig.engine.techs["t1"]
+    assert "j1" in tech.published and "j1" not in tech.published_bands
+    rig.fix(20100, 0)  # the day begins: tracked again
+    rig.fix(20400, 0)
+    assert len(tech.published_bands["j1"]) >= 1
