@@ -31,6 +31,13 @@ gateway does not use by default: ``learned_onsite`` with the gateway's travel mo
 ``free_flow_learned_onsite`` with the free-flow router. The baselines themselves always
 plan on-site time by the plan.
 
+The same technicians work every day (stable ids and phones, new jobs each day), as in a
+real fleet. Everything is run twice: on the fleet as before, where how long a job takes
+is the job's alone (plan x noise, or an overrun), and under ``with_technician_pace`` on
+the same days with technicians who also differ in pace on site (``PACED``), which the
+gateway learns per technician (``eta.pace``; the rows with learned on-site models use it
+too, the baselines plan by the plan).
+
 A prediction is scored when the gateway had published an ETA for the job before T - H
 (the first job of a day is often reached within 30 minutes of the first fix); the
 others are counted in ``skipped_predictions``. The same jobs and instants are scored for
@@ -49,6 +56,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from math import log
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -78,7 +86,7 @@ from gateway.service import Gateway
 from gateway.store import MemoryStore
 from gateway.tours import tour_stop
 from simulators.config import MALFORMED_KINDS, FleetParams, SimConfig
-from simulators.fleet import Router, drive_day, plan_fleet
+from simulators.fleet import Router, drive_day, plan_fleet, work_pace
 from simulators.phone import PhoneMessage
 from simulators.roads import RoadGraph, synthetic_city
 from simulators.scenario import Registration, Scenario, estimated_day_s
@@ -120,6 +128,10 @@ ORACLE_ONSITE = EstimateConfig(min_remaining_s=0.0, min_remaining_frac=0.0)
 # The simulator's fleet, with 90-minute appointment windows: its 2-hour default leaves ~1.5 %
 # of jobs late, too few to score late-risk alerts; 90 minutes gives ~6-9 %.
 FLEET = FleetParams(window_s=5400.0)
+# The same fleet whose technicians also differ in pace on site, each one the same every day
+# (simulators.fleet.work_pace): a slowest one taking a fifth longer than booked, a quickest
+# 15 % less. The planner books for the average technician, as before.
+PACED = replace(FLEET, work_pace=(0.85, 1.2))
 
 
 @dataclass(frozen=True)
@@ -144,7 +156,9 @@ class Day(Scenario):
     traffic incidents and phones. Everything else is the simulator's own code.
     """
 
-    def __init__(self, cfg: SimConfig, start: float, graph: RoadGraph) -> None:
+    def __init__(
+        self, cfg: SimConfig, start: float, graph: RoadGraph, job_prefix: str = ""
+    ) -> None:
         self.cfg, self.start, self.graph = cfg, start, graph
         horizon = 2 * estimated_day_s(cfg.fleet)
         incidents = generate_incidents(
@@ -157,8 +171,9 @@ class Day(Scenario):
         self.traffic = TrafficModel(graph, ZoneInfo(cfg.timezone), incidents)
         router = Router(graph, self.traffic)
         self.plans = plan_fleet(
-            graph, router, cfg.fleet, cfg.technicians, start, cfg.seed, id_prefix=cfg.id_prefix
-        )
+            graph, router, cfg.fleet, cfg.technicians, start, cfg.seed,
+            id_prefix=cfg.id_prefix, job_prefix=job_prefix, depot_seed=NETWORK_SEED,
+        )  # fmt: skip
         self.traces = [
             drive_day(p, graph, self.traffic, router, cfg.fleet, cfg.seed) for p in self.plans
         ]
@@ -299,6 +314,21 @@ class Scores:
         }
 
 
+def _paces(replay: Replay, fleet: FleetParams) -> dict[str, Any]:
+    """Each technician's learned factor next to their true pace over the fleet's mean."""
+    paces = replay.gateway.engine.paces
+    techs = sorted(replay.gateway.engine.techs)
+    true = {t: work_pace(t, fleet) for t in techs}
+    mean = sum(true.values()) / max(1, len(true))
+    pairs = {t: (round(true[t] / mean, 3), round(paces.factor(t), 3)) for t in techs}
+    errors = [abs(log(learned / truth)) for truth, learned in pairs.values()]
+    return {
+        "technicians": paces.technicians,
+        "mean_abs_log_error": round(sum(errors) / max(1, len(errors)), 4),
+        "true_over_mean_vs_learned": pairs,
+    }
+
+
 class Replay:
     """One gateway fed day after day in virtual time; scores the days it is told to."""
 
@@ -413,11 +443,16 @@ class Replay:
             for s in stops
         ]
         cascades = {}
+        pace = self.gateway.engine.paces.factor(job.technician_id)
         for name, (model, cfg, (durations, pauses)) in self.models.items():
             tour = told if name.endswith("oracle_onsite") else stops
+            # Rows with learned on-site models also know each technician's learned pace.
+            etas = estimate_tour(
+                now, (fix.lat, fix.lon), tour, model, cfg, durations, pauses,
+                pace=pace if durations is not None else 1.0,
+            )  # fmt: skip
             cascades[name] = [
-                PredictedStop(e.job_id, e.eta, e.departure, e.job_id in on_site)
-                for e in estimate_tour(now, (fix.lat, fix.lon), tour, model, cfg, durations, pauses)
+                PredictedStop(e.job_id, e.eta, e.departure, e.job_id in on_site) for e in etas
             ]
         if not any(p.job_id == job.job_id for p in cascades["free_flow"]):
             if horizon in HORIZONS_S:
@@ -436,7 +471,7 @@ class Replay:
         s.next_stop.setdefault((horizon, heading), []).append(published[1] - job.arrival)
 
 
-async def _replay(plan: Plan) -> tuple[Replay, RoadGraph, dict[str, float]]:
+async def _replay(plan: Plan, fleet: FleetParams) -> tuple[Replay, RoadGraph, dict[str, float]]:
     graph = synthetic_city(NETWORK_SEED, CITY_KM, block_m=BLOCK_M)
     replay = Replay(graph)
     timings = {"simulate_s": 0.0, "replay_s": 0.0}
@@ -447,11 +482,12 @@ async def _replay(plan: Plan) -> tuple[Replay, RoadGraph, dict[str, float]]:
             seed=DAY_SEED + k,
             network="synthetic",
             api_url=None,
-            id_prefix=f"d{k:02d}-",  # job ids repeat across seeds
-            fleet=plan.fleet,
+            fleet=fleet,
             progress=False,
         )
-        scenario = Day(cfg, FIRST_DAY + k * DAY_S, graph)
+        # The same technicians every day (their ids, phones, depots and pace on site);
+        # each day's jobs are new (job ids would repeat across seeds).
+        scenario = Day(cfg, FIRST_DAY + k * DAY_S, graph, job_prefix=f"d{k:02d}-")
         t1 = time.perf_counter()
         await replay.day(scenario, scored=k >= plan.warmup_days)
         timings["simulate_s"] += t1 - t0
@@ -459,7 +495,7 @@ async def _replay(plan: Plan) -> tuple[Replay, RoadGraph, dict[str, float]]:
     return replay, graph, timings
 
 
-def _setup(plan: Plan, graph: RoadGraph) -> dict[str, Any]:
+def _setup(plan: Plan, fleet: FleetParams, graph: RoadGraph) -> dict[str, Any]:
     days = plan.warmup_days + plan.scored_days
     return {
         "network": f"synthetic_city(seed={NETWORK_SEED}, size_km={CITY_KM}, block_m={BLOCK_M})",
@@ -470,15 +506,26 @@ def _setup(plan: Plan, graph: RoadGraph) -> dict[str, Any]:
         "warmup_seeds": [DAY_SEED + k for k in range(plan.warmup_days)],
         "scored_seeds": [DAY_SEED + k for k in range(plan.warmup_days, days)],
         "first_day_utc": datetime.fromtimestamp(FIRST_DAY, UTC).isoformat(),
-        "window_s": plan.fleet.window_s,
-        "incidents_per_hour": plan.fleet.incidents_per_hour,
+        "window_s": fleet.window_s,
+        "incidents_per_hour": fleet.incidents_per_hour,
+        "work_pace": list(fleet.work_pace),
+        "same_technicians_every_day": True,
         "tick_s": TICK_S,
     }
 
 
 def run(quick: bool) -> dict[str, Any]:
+    """The fleet as before (only the job decides how long it takes), and under
+    ``with_technician_pace`` the same days with technicians who differ in pace."""
     plan = QUICK if quick else FULL
-    replay, graph, timings = asyncio.run(_replay(plan))
+    return {
+        **_run_fleet(plan, plan.fleet),
+        "with_technician_pace": _run_fleet(plan, PACED),
+    }
+
+
+def _run_fleet(plan: Plan, fleet: FleetParams) -> dict[str, Any]:
+    replay, graph, timings = asyncio.run(_replay(plan, fleet))
     scored = replay.scored_jobs
     horizons = {f"T-{h / 60:g}min": replay.scores.report(h) for h in HORIZONS_S}
     sweep = replay.scores.pooled(SWEEP_S)
@@ -489,7 +536,7 @@ def run(quick: bool) -> dict[str, Any]:
         replay.gateway.engine.config.estimate.pause_ref_s,
     )
     return {
-        "setup": _setup(plan, graph),
+        "setup": _setup(plan, fleet, graph),
         "jobs_on_scored_days": len(scored),
         "late_jobs": sum(j.late for j in scored),
         "simulated_days": plan.warmup_days + plan.scored_days,
@@ -522,6 +569,7 @@ def run(quick: bool) -> dict[str, Any]:
                 "high": round(replay.gateway.engine.bands.scales[1], 3),
                 "arrivals": replay.gateway.engine.bands.arrivals,
             },
+            "technician_pace": _paces(replay, fleet),
             "pause_lengths": {
                 "pauses": pauses.jobs,
                 "median_s": round(pauses.median_ratio() * reference, 1),
