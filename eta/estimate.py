@@ -39,6 +39,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime, tzinfo
 from math import sqrt
 
 from eta.durations import DurationModel
@@ -51,6 +52,11 @@ STATES = frozenset(
 ON_SITE_STATES = frozenset({"on_site", "paused", "resumed"})
 CLOSED_STATES = frozenset({"done", "cancelled", "failed"})
 VISITED_STATES = frozenset({"done", "failed"})
+
+
+def service_day(ts: float, tz: tzinfo) -> int:
+    """The local day (proleptic Gregorian ordinal) of an instant: ``TourStop.day``'s scale."""
+    return datetime.fromtimestamp(ts, tz).toordinal()
 
 
 @dataclass(frozen=True)

@@ -9,9 +9,10 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, tzinfo
 from typing import Any
 
+from eta.estimate import service_day
 from eta.geo import haversine_m
 from eta.stats import percentile
 
@@ -260,7 +261,7 @@ def jobs_per_technician_day(jobs: Sequence[JobRecord], tz: tzinfo = UTC) -> dict
     for j in jobs:
         for t in (j.arrived_at, j.finished_at):
             if t is not None:
-                days[j.technician_id].add(datetime.fromtimestamp(t, tz).toordinal())
+                days[j.technician_id].add(service_day(t, tz))
         if j.state == "done":
             done[j.technician_id] += 1
     by_tech = {t: done[t] / len(d) for t, d in sorted(days.items())}

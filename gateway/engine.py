@@ -42,6 +42,7 @@ from eta.estimate import (
     JobEta,
     estimate_tour,
     onsite_elapsed_s,
+    service_day,
 )
 from eta.pace import TechnicianPace
 from eta.speeds import SpeedModel
@@ -56,7 +57,7 @@ from gateway.events import (
     reoptimize_event,
 )
 from gateway.model import Event, Fix, Job, StatusUpdate
-from gateway.tours import TourBook, arrived_at, service_day, tour_stop
+from gateway.tours import TourBook, arrived_at, tour_stop
 from geofence.detect import DetectorConfig, Presence, Transition, detect, tick
 from geofence.index import FenceIndex
 from geofence.shapes import Fence, circle_fence

@@ -15,10 +15,10 @@ stale within a process.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime, tzinfo
+from datetime import tzinfo
 from zoneinfo import ZoneInfo
 
-from eta.estimate import CLOSED_STATES, TourStop
+from eta.estimate import CLOSED_STATES, TourStop, service_day
 from gateway.model import Job
 
 # A change back to these after ``on_site`` withdraws the arrival: the technician
@@ -56,11 +56,6 @@ def pauses(job: Job) -> tuple[float, float | None]:
         elif change.status in _NOT_ARRIVED:
             arrived = False
     return total, since
-
-
-def service_day(ts: float, tz: tzinfo) -> int:
-    """The local day (proleptic Gregorian ordinal) of an instant."""
-    return datetime.fromtimestamp(ts, tz).toordinal()
 
 
 def job_day(job: Job, tz: tzinfo) -> int | None:

@@ -8,9 +8,9 @@ from zoneinfo import ZoneInfo
 import msgspec
 import pytest
 
-from eta.estimate import TourStop
+from eta.estimate import TourStop, service_day
 from gateway.model import Job, Site, StatusChange, Window
-from gateway.tours import TourBook, arrived_at, pauses, service_day, tour_key, tour_stop
+from gateway.tours import TourBook, arrived_at, pauses, tour_key, tour_stop
 
 T = 1_700_000_000.0
 # 2023-11-15 06:00 UTC: a morning, so a day's windows stay within the day.
