@@ -13,6 +13,8 @@ The cascade, stop by stop in tour order (done, cancelled and failed stops are sk
   the technician's position; departure = max(arrival, window start) + planned duration.
   Planned durations are the technician's: times ``pace``, how their on-site times compare
   with the fleet's (``eta.pace.TechnicianPace``).
+* before the technician has set off (``set_off``, learned by ``eta.daystart``), the first
+  leg leaves at the predicted start rather than now.
 * tours span days (a dispatcher books tomorrow's before today's is over): a stop of a later
   service day (``TourStop.day``, after ``today`` and after the stops before it) is not
   driven to the evening before. The technician leaves for it so as to arrive when its
@@ -227,6 +229,11 @@ def _start_origin(
     return origin
 
 
+def _first_open_planned(stops: Sequence[TourStop]) -> bool:
+    first = next((s for s in stops if s.state not in CLOSED_STATES), None)
+    return first is not None and first.state == "planned"
+
+
 def estimate_tour(
     now: float,
     position: tuple[float, float] | None,
@@ -238,16 +245,21 @@ def estimate_tour(
     band: tuple[float, float] = (1.0, 1.0),
     today: int | None = None,
     pace: float = 1.0,
+    set_off: tuple[float, float] | None = None,
 ) -> list[JobEta]:
     """ETAs of the remaining stops, in tour order (see the module docstring for the rules).
 
     ``band``: factors on the distances from each ETA to its p10 and to its p90
     (``eta.spread.BandScale``, learned from how often arrivals fell outside the bands).
     ``today``: the service day of ``now``, on the same scale as ``TourStop.day``.
-    ``pace``: the technician's factor on planned on-site times (``eta.pace``)."""
+    ``pace``: the technician's factor on planned on-site times (``eta.pace``).
+    ``set_off``: (time, sd) at which a technician who has not set off yet will
+    (``eta.daystart``); it applies when the first remaining stop is still ``planned``."""
     origin = _start_origin(position, stops)
     cursor = now  # when the technician is free to leave for the next stop
     var = 0.0  # variance of ``cursor``
+    if set_off is not None and _first_open_planned(stops):
+        cursor, var = max(now, set_off[0]), set_off[1] * set_off[1]
     day = today  # the service day the cascade has reached
     out: list[JobEta] = []
     for stop in stops:

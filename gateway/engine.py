@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 
 import msgspec
 
+from eta.daystart import DayStarts
 from eta.delay import (
     AlertState,
     DelayConfig,
@@ -40,6 +41,7 @@ from eta.estimate import (
     ON_SITE_STATES,
     EstimateConfig,
     JobEta,
+    TourStop,
     estimate_tour,
     onsite_elapsed_s,
     service_day,
@@ -65,6 +67,8 @@ from geofence.shapes import Fence, circle_fence
 SITE_PREFIX = "job:"
 # Job states in which the delay rules expect fixes from the technician (eta.delay).
 ACTIVE_STATES = frozenset({"en_route", "on_site", "resumed"})
+# Job states that say nothing of the technician having started their day.
+IDLE_STATES = frozenset({"planned", "cancelled"})
 # ETAs kept per job for the ETA-error KPI (the newest; one per >= 60 s change).
 MAX_PREDICTIONS = 64
 # Bands kept per job for the spread scale (one per ETA published, i.e. per >= 60 s move).
@@ -140,7 +144,9 @@ class Engine:
     later ETAs count the rest of its pause; ``bands`` how wide each side of an ETA's
     p10..p90 must be, from the bands published for each job before it was reached;
     ``paces`` how each technician's on-site times compare with the fleet's, from the same
-    jobs as ``durations`` (which learns from plans scaled by the technician's factor)."""
+    jobs as ``durations`` (which learns from plans scaled by the technician's factor);
+    ``starts`` when each technician sets off in the morning, from their first ``en_route``
+    of each service day, so that a first ETA made before then does not assume "now"."""
 
     def __init__(
         self,
@@ -150,6 +156,7 @@ class Engine:
         pauses: DurationModel | None = None,
         bands: BandScale | None = None,
         paces: TechnicianPace | None = None,
+        starts: DayStarts | None = None,
     ):
         self.config = config or EngineConfig()
         self.model = model or SpeedModel()
@@ -158,6 +165,7 @@ class Engine:
         self.bands = bands or BandScale()
         self.paces = paces or TechnicianPace()
         self.tours = TourBook(ZoneInfo(self.config.timezone))
+        self.starts = starts or DayStarts(self.tours.tz)
         self.fences = FenceIndex.build(())
         self.devices: dict[str, DeviceTrack] = {}
         self.techs: dict[str, TechTrack] = {}
@@ -225,6 +233,7 @@ class Engine:
             # go straight from planned to on_site, or resume after a pause).
             tech.active_since = now
         if job.state == "en_route":
+            self.starts.set_off(job.technician_id, now)
             fix = tech.last_fix
             tech.trip, tech.trip_predicted_s = None, None
             if fix is not None:
@@ -370,6 +379,7 @@ class Engine:
         stops = [tour_stop(j, d) for j, d in tour]
         fix = tech.last_fix
         position = (fix.lat, fix.lon) if fix is not None else None
+        today = service_day(now, self.tours.tz)
         etas = (
             estimate_tour(
                 now,
@@ -380,8 +390,9 @@ class Engine:
                 self.durations,
                 self.pauses,
                 self.bands.scales,
-                today=service_day(now, self.tours.tz),
+                today=today,
                 pace=self.paces.factor(technician_id),
+                set_off=self.set_off_ahead(technician_id, now, today, stops),
             )
             if stops
             else []
@@ -408,6 +419,17 @@ class Engine:
         )
         out.events += [notification_event(n, by_id[n.job_id]) for n in notes]
         return out
+
+    def set_off_ahead(
+        self, technician_id: str, now: float, today: int, stops: list[TourStop]
+    ) -> tuple[float, float] | None:
+        """(time, sd) at which the technician is predicted to set off today, if they have
+        not yet: no ``en_route`` today and no job of today's tour under way or visited."""
+        if self.starts.started(technician_id, today):
+            return None
+        if any(s.day == today and s.state not in IDLE_STATES for s in stops):
+            return None
+        return self.starts.expected(technician_id, now)
 
     def _publish_eta(self, tech: TechTrack, job: Job, e: JobEta, now: float) -> Effects:
         out = Effects()

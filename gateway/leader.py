@@ -226,7 +226,9 @@ def _followed(event: Event) -> bool:
 
 async def fresh_engine(gateway: Gateway) -> Engine:
     old = gateway.engine
-    engine = Engine(old.config, old.model, old.durations, old.pauses, old.bands, old.paces)
+    engine = Engine(
+        old.config, old.model, old.durations, old.pauses, old.bands, old.paces, old.starts
+    )
     for fence in (await gateway.stored_fences()).values():
         engine.put_fence(fence)
     engine.load_jobs(await gateway.store.list_jobs())

@@ -7,7 +7,8 @@ shutdown, so a crash loses at most a minute of learning.
 
 One JSON object holds them all: the ``SpeedModel`` snapshot as it always was, plus
 ``durations`` and ``pauses`` keys with the two ``DurationModel``s', ``eta_bands``
-with the ``BandScale``'s and ``technician_pace`` with the ``TechnicianPace``'s. Snapshots from
+with the ``BandScale``'s, ``technician_pace`` with the ``TechnicianPace``'s and
+``day_starts`` with the ``DayStarts``'. Snapshots from
 before either was learned load with it fresh; one that no longer loads (another
 histogram layout) is relearned without giving up the rest. Older versions of the
 gateway ignore the extra keys.
@@ -22,6 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
+from eta.daystart import DayStarts
 from eta.durations import DurationModel
 from eta.pace import TechnicianPace
 from eta.speeds import SnapshotError, SpeedModel, save_json
@@ -35,6 +37,7 @@ DURATIONS_KEY = "durations"
 PAUSES_KEY = "pauses"
 BANDS_KEY = "eta_bands"
 PACE_KEY = "technician_pace"
+STARTS_KEY = "day_starts"
 SAVE_EVERY_S = 60.0
 T = TypeVar("T")
 
@@ -52,6 +55,7 @@ def snapshot(engine: Engine) -> dict[str, Any]:
         PAUSES_KEY: engine.pauses.snapshot(),
         BANDS_KEY: engine.bands.snapshot(),
         PACE_KEY: engine.paces.snapshot(),
+        STARTS_KEY: engine.starts.snapshot(),
     }
 
 
@@ -72,8 +76,11 @@ def restore_into(engine: Engine, data: Any) -> None:
                       lambda d: BandScale.restore(d, bands.config))  # fmt: skip
     paces = _restored(data, PACE_KEY, engine.paces, "technicians' on-site pace",
                       lambda d: TechnicianPace.restore(d, engine.paces.config))  # fmt: skip
+    tz, starts_config = engine.starts.tz, engine.starts.config
+    starts = _restored(data, STARTS_KEY, engine.starts, "technicians' starts of day",
+                       lambda d: DayStarts.restore(d, tz, starts_config))  # fmt: skip
     engine.model, engine.durations, engine.pauses, engine.bands = model, durations, pauses, bands
-    engine.paces = paces
+    engine.paces, engine.starts = paces, starts
 
 
 def _restored(

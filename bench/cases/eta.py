@@ -75,7 +75,7 @@ from bench.eta_scoring import (
     split_stats,
 )
 from eta.durations import DurationModel
-from eta.estimate import ON_SITE_STATES, EstimateConfig, estimate_tour
+from eta.estimate import ON_SITE_STATES, EstimateConfig, estimate_tour, service_day
 from eta.geo import haversine_m
 from eta.speeds import SpeedModel
 from gateway.bus import MemoryBus
@@ -257,6 +257,8 @@ class Scores:
     errors: dict[tuple[float, str], list[float]] = field(default_factory=dict)
     parts: dict[tuple[float, str], list[tuple[float, float]]] = field(default_factory=dict)
     next_stop: dict[tuple[float, bool], list[float]] = field(default_factory=dict)
+    # published errors by whether the technician had sent a fix that day when predicted
+    day_started: dict[tuple[float, bool], list[float]] = field(default_factory=dict)
     # (p10, p90, true arrival) of the published ETAs
     intervals: dict[float, list[tuple[float, float, float]]] = field(default_factory=dict)
     skipped: Counter[str] = field(default_factory=Counter)
@@ -287,6 +289,9 @@ class Scores:
             "gateway_by_situation": {
                 "heading_there": error_stats(self.next_stop.get((horizon, True), [])),
                 "stops_before": error_stats(self.next_stop.get((horizon, False), [])),
+                # Before the technician's first fix of the day: when will they set off?
+                "before_first_fix_of_day": error_stats(self.day_started.get((horizon, False), [])),
+                "after_first_fix_of_day": error_stats(self.day_started.get((horizon, True), [])),
             },
         }
 
@@ -443,13 +448,19 @@ class Replay:
             for s in stops
         ]
         cascades = {}
-        pace = self.gateway.engine.paces.factor(job.technician_id)
+        engine = self.gateway.engine
+        pace = engine.paces.factor(job.technician_id)
+        days = [tour_stop(j, d) for j, d in engine.tours.tour_days(job.technician_id)]
+        today = service_day(now, engine.tours.tz)
+        set_off = engine.set_off_ahead(job.technician_id, now, today, days)
         for name, (model, cfg, (durations, pauses)) in self.models.items():
             tour = told if name.endswith("oracle_onsite") else stops
-            # Rows with learned on-site models also know each technician's learned pace.
+            # Rows with learned on-site models also know each technician's learned pace
+            # and usual start of day.
+            learned = durations is not None
             etas = estimate_tour(
                 now, (fix.lat, fix.lon), tour, model, cfg, durations, pauses,
-                pace=pace if durations is not None else 1.0,
+                pace=pace if learned else 1.0, set_off=set_off if learned else None,
             )  # fmt: skip
             cascades[name] = [
                 PredictedStop(e.job_id, e.eta, e.departure, e.job_id in on_site) for e in etas
@@ -469,6 +480,8 @@ class Replay:
             next((p.job_id for p in cascades["free_flow"] if not p.on_site), None) == job.job_id
         )
         s.next_stop.setdefault((horizon, heading), []).append(published[1] - job.arrival)
+        started = service_day(fix.ts, UTC) == service_day(now, UTC)
+        s.day_started.setdefault((horizon, started), []).append(published[1] - job.arrival)
 
 
 async def _replay(plan: Plan, fleet: FleetParams) -> tuple[Replay, RoadGraph, dict[str, float]]:
@@ -570,6 +583,10 @@ def _run_fleet(plan: Plan, fleet: FleetParams) -> dict[str, Any]:
                 "arrivals": replay.gateway.engine.bands.arrivals,
             },
             "technician_pace": _paces(replay, fleet),
+            "day_starts": {
+                "technicians": replay.gateway.engine.starts.technicians,
+                "days": replay.gateway.engine.starts.days,
+            },
             "pause_lengths": {
                 "pauses": pauses.jobs,
                 "median_s": round(pauses.median_ratio() * reference, 1),

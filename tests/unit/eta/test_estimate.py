@@ -374,6 +374,31 @@ def test_a_technicians_pace_scales_their_on_site_times() -> None:
     assert plain[1].eta - NOW == pytest.approx(300 + 200)
 
 
+def test_a_technician_not_yet_set_off_leaves_when_predicted() -> None:
+    tour = [stop("A", 1, we=1200), stop("B", 3)]
+    # Predicted to set off in 10 min: the whole tour moves by it, the first leg's
+    # travel time is taken at that hour.
+    a, b = estimate_tour(NOW, at_km(0), tour, EXACT, NO_SPREAD, set_off=(NOW + 600, 0.0))
+    assert [(e.job_id, e.eta - NOW, e.departure - NOW) for e in (a, b)] == [
+        ("A", 700, 1300),
+        ("B", 1500, 2100),
+    ]
+    assert a.delay_s == pytest.approx(-500)
+    # A predicted start already past is "now"; its spread widens the bands of every job.
+    now = estimate_tour(NOW, at_km(0), tour, EXACT, NO_SPREAD)
+    assert estimate_tour(NOW, at_km(0), tour, EXACT, NO_SPREAD, set_off=(NOW - 60, 0.0)) == now
+    wide = estimate_tour(NOW, at_km(0), tour, SPREAD, set_off=(NOW + 600, 300.0))
+    narrow = estimate_tour(NOW, at_km(0), tour, SPREAD, set_off=(NOW + 600, 0.0))
+    for w, n in zip(wide, narrow, strict=True):
+        assert w.eta == n.eta and w.eta_p90 - w.eta_p10 > n.eta_p90 - n.eta_p10
+    # Already driving, or a job under way: the technician has set off.
+    for first in (stop("A", 1, "en_route"), stop("A", 0, "on_site", arrived=-60)):
+        moving = [first, stop("B", 3)]
+        assert estimate_tour(
+            NOW, at_km(0), moving, EXACT, NO_SPREAD, set_off=(NOW + 600, 0.0)
+        ) == estimate_tour(NOW, at_km(0), moving, EXACT, NO_SPREAD)
+
+
 def overrunning_fleet() -> DurationModel:
     durations = DurationModel()
     for i in range(300):

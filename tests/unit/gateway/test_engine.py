@@ -883,3 +883,43 @@ def test_bands_published_before_the_technician_is_tracked_teach_nothing() -> Non
     rig.fix(20100, 0)  # the day begins: tracked again
     rig.fix(20400, 0)
     assert len(tech.published_bands["j1"]) >= 1
+
+
+def test_before_setting_off_the_first_eta_waits_for_the_usual_start() -> None:
+    def clock(day: int, h: int, m: int = 0) -> float:  # after T; day 0 is 2023-11-15 UTC
+        return 6400.0 + day * DAY + h * 3600.0 + m * 60.0
+
+    def eta(day: int, h: int, m: int) -> float:
+        return round(clock(day, h, m) + TRIP, 1)
+
+    rig = Rig()
+    for day in range(5):  # set off at 07:00, 07:10, ... 07:40 on five mornings
+        window = (clock(day, 7), clock(day, 9))
+        rig.job(f"d{day}", 3000, seq=1, window=window, at=clock(day, 6))
+        rig.status(f"d{day}", "en_route", clock(day, 7, 10 * day))
+        rig.status(f"d{day}", "cancelled", clock(day, 12))
+    rig.fix(clock(4, 18), 0)  # last night, back where every day starts
+    today = (clock(5, 7), clock(5, 9))
+    # Booked at 06:50: set off at 07:20, the median of the five starts.
+    booked = rig.job("j1", 3000, seq=1, window=today, at=clock(5, 6, 50))
+    assert only(booked, "eta") == [("eta", "j1", "planned", eta(5, 7, 20))]
+    # 07:25 and not gone: 07:35, between the two later mornings.
+    assert only(rig.tick(clock(5, 7, 25)), "eta") == [("eta", "j1", "planned", eta(5, 7, 35))]
+    # 07:45, later than ever: leave now, as without the model.
+    assert only(rig.tick(clock(5, 7, 45)), "eta") == [("eta", "j1", "planned", eta(5, 7, 45))]
+    moving = rig.status("j1", "en_route", clock(5, 7, 50))
+    assert only(moving, "eta") == [("eta", "j1", "en_route", eta(5, 7, 50))]
+    assert rig.engine.starts.days == 6
+    # The second job of a day is no start: it follows the first.
+    rig.job("j2", 6000, seq=2, window=today, at=clock(5, 8))
+    rig.status("j1", "on_site", clock(5, 8))
+    rig.status("j1", "done", clock(5, 8, 15))
+    rig.status("j2", "en_route", clock(5, 8, 30))
+    assert rig.engine.starts.days == 6
+    rig.status("j2", "cancelled", clock(5, 9))
+    # A day begun on site without en_route (planned -> on_site) has begun all the same.
+    rig.job("k1", 0, seq=1, window=(clock(6, 6), clock(6, 9)), at=clock(6, 5))
+    rig.job("k2", 3000, seq=2, window=(clock(6, 6), clock(6, 9)), at=clock(6, 5))
+    rig.status("k1", "on_site", clock(6, 6, 40))
+    done = rig.status("k1", "done", clock(6, 6, 45))  # early: the next ETA moves
+    assert only(done, "eta")[-1] == ("eta", "k2", "planned", eta(6, 6, 45))

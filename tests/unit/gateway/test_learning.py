@@ -16,6 +16,8 @@ from gateway.metrics import Metrics
 from gateway.service import Gateway
 from gateway.store import MemoryStore
 
+MIDNIGHT = 1_799_971_200.0  # 2027-01-15 00:00 UTC
+
 
 def taught_engine() -> Engine:
     engine = Engine()
@@ -32,6 +34,8 @@ def taught_engine() -> Engine:
         engine.bands.observe(100.0, [(50.0, 150.0)])
     for i in range(20):  # t1 takes a fifth longer than the others
         engine.paces.observe("t1" if i % 2 else "t2", 1800.0, (1.2 if i % 2 else 1.0) * 1800.0)
+    for day in range(6):  # t1 sets off at 07:30 UTC every morning
+        engine.starts.set_off("t1", MIDNIGHT + day * 86400 + 27000)
     return engine
 
 
@@ -55,6 +59,7 @@ def same_learning(a: Engine, b: Engine) -> bool:
         and a.pauses.snapshot() == b.pauses.snapshot()
         and a.bands.snapshot() == b.bands.snapshot()
         and a.paces.snapshot() == b.paces.snapshot()
+        and a.starts.snapshot() == b.starts.snapshot()
     )
 
 
@@ -127,6 +132,19 @@ async def test_snapshot_from_before_technician_pace_loads_the_rest(tmp_path: Pat
     assert engine.paces.technicians == 0
 
 
+async def test_snapshot_from_before_day_starts_loads_the_rest(tmp_path: Path) -> None:
+    taught = taught_engine()
+    data = snapshot(taught)
+    del data["day_starts"]
+    engine = await loaded(tmp_path, data)
+    assert engine.paces.snapshot() == taught.paces.snapshot()
+    assert (engine.starts.technicians, engine.starts.expected("t1", 1_800_000_000.0)) == (0, None)
+    data["day_starts"] = {"version": 1, "fleet": [90_000.0], "technicians": {}}  # > a day
+    engine = await loaded(tmp_path, data)
+    assert engine.paces.snapshot() == taught.paces.snapshot()
+    assert engine.starts.days == 0
+
+
 async def test_damaged_durations_keep_the_speeds(tmp_path: Path) -> None:
     taught = taught_engine()
     data = snapshot(taught)
@@ -177,3 +195,5 @@ async def test_a_new_engine_leader_keeps_learning_durations() -> None:
     assert engine.model is gateway.engine.model
     assert engine.pauses is gateway.engine.pauses
     assert engine.bands is gateway.engine.bands
+    assert engine.paces is gateway.engine.paces
+    assert engine.starts is gateway.engine.starts
