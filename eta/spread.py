@@ -6,11 +6,20 @@ simulated fleet the band's low end was far too early (almost no arrival came bef
 while its high end was about right. Whether a band is right is simple to see afterwards:
 p10 should be missed by one arrival in ten on the early side, p90 by one in ten on the late
 side. ``BandScale`` keeps one factor for each side of the band -- the distance from the ETA
-to p10, and from the ETA to p90 -- and moves each at every arrival by the bands published for
-that job before it (online conformal calibration): up when more than ``target_miss`` of them
-missed on that side, down when fewer did, in steps of ``step`` in log space. Every arrival
-counts once, however many bands were published for it. Factors stay within
-``[min_scale, max_scale]``. The ETA itself and the late probability are not changed.
+to p10, and from the ETA to p90 -- and moves each at every arrival by the bands that job had
+before it (online conformal calibration): up when more than ``target_miss`` of them missed
+on that side, down when fewer did, in steps of ``step`` in log space. Every arrival counts
+once, however many bands were kept for it. Factors stay within ``[min_scale, max_scale]``.
+The ETA itself and the late probability are not changed.
+
+The engine samples each job's band every few minutes while the technician is tracked, so
+every moment weighs the same, as for someone who looks at a random time. Keeping the bands
+as published instead counted an ETA that moves every minute (an overrun) many times over a
+steady one: on the simulated days, sampling in time held 84 % of arrivals in p10..p90
+(10 % before, 6 % after) against 83 % (11 %, 6 %), with 4 % narrower bands. One factor per
+side for every lead time: factors per lead-time bucket (by the predicted lead, the only one
+known when an ETA is made) were tried and held fewer arrivals, because early arrivals rarely
+leave a band in the short-lead bucket to learn from.
 """
 
 from __future__ import annotations
@@ -45,8 +54,8 @@ class BandScale:
         return exp(self._low), exp(self._high)
 
     def observe(self, arrival: float, bands: Sequence[tuple[float, float]]) -> None:
-        """Learn from one arrival and the (p10, p90) bands published for it before (as
-        published, i.e. already scaled)."""
+        """Learn from one arrival and the (p10, p90) bands it had before (as published,
+        i.e. already scaled)."""
         if not bands:
             return
         cfg = self.config

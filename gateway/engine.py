@@ -71,8 +71,8 @@ ACTIVE_STATES = frozenset({"en_route", "on_site", "resumed"})
 IDLE_STATES = frozenset({"planned", "cancelled"})
 # ETAs kept per job for the ETA-error KPI (the newest; one per >= 60 s change).
 MAX_PREDICTIONS = 64
-# Bands kept per job for the spread scale (one per ETA published, i.e. per >= 60 s move).
-MAX_BANDS = 32
+# Bands kept per job for the spread scale (the newest: one per band_sample_s, 4 h at 5 min).
+MAX_BANDS = 48
 
 
 @dataclass(frozen=True)
@@ -85,6 +85,8 @@ class EngineConfig:
     that tours are split into (``gateway.tours``).
     ``closed_kept_s``: how long a closed job stays in its technician's tour (by the
     technician's event time); checked every ``retire_every_s`` of wall time.
+    ``band_sample_s``: how often the ETA bands of a tour are kept for the band scale
+    (``eta.spread``) to learn from at each arrival.
     ``estimate``: the rules of the tour cascade (``eta.estimate.EstimateConfig``)."""
 
     eta_interval_s: float = 10.0
@@ -93,6 +95,7 @@ class EngineConfig:
     timezone: str = "UTC"
     closed_kept_s: float = 86400.0
     retire_every_s: float = 3600.0
+    band_sample_s: float = 300.0
     estimate: EstimateConfig = field(default_factory=EstimateConfig)
     detector: DetectorConfig = field(default_factory=DetectorConfig)
     delay: DelayConfig = field(default_factory=DelayConfig)
@@ -112,12 +115,13 @@ class TechTrack:
     reopt: ReoptState = field(default_factory=ReoptState)
     notify: NotifyState = field(default_factory=NotifyState)
     published: dict[str, tuple[float, str]] = field(default_factory=dict)
-    # (p10, p90) of the ETAs published for each job not reached yet, for the band scale
-    published_bands: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
+    # (p10, p90) of each job not reached yet, every band_sample_s, for the band scale
+    band_samples: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
     last_fix: Fix | None = None
     last_received: float | None = None
     active_since: float | None = None
     estimated_at: float | None = None
+    bands_at: float | None = None  # when the bands of the tour were last sampled
     stop: StopAnchor | None = None
     trip: Trip | None = None
     trip_predicted_s: float | None = None  # the model's (uncalibrated) guess at departure
@@ -142,7 +146,7 @@ class Engine:
     really take against their plan, from every job that ends ``done`` after an arrival;
     ``pauses`` how long a pause lasts, from every pause that ends, so that a paused job's
     later ETAs count the rest of its pause; ``bands`` how wide each side of an ETA's
-    p10..p90 must be, from the bands published for each job before it was reached;
+    p10..p90 must be, from the bands each job had before it was reached (sampled in time);
     ``paces`` how each technician's on-site times compare with the fleet's, from the same
     jobs as ``durations`` (which learns from plans scaled by the technician's factor);
     ``starts`` when each technician sets off in the morning, from their first ``en_route``
@@ -247,7 +251,7 @@ class Engine:
             # The first arrival, whatever came before (en route, or resumed after a
             # pause on the way); back to work after a pause on site is not one.
             out.events.append(notify_event("arrived", job, now))
-            self.bands.observe(now, tech.published_bands.pop(job.job_id, []))
+            self.bands.observe(now, tech.band_samples.pop(job.job_id, []))
             fix = tech.last_fix
             if tech.trip is not None and fix is not None:
                 finish_trip(self.model, tech.trip, fix.lat, fix.lon, fix.ts, tech.trip_predicted_s)
@@ -399,6 +403,7 @@ class Engine:
         )
         tech.etas = etas
         by_id = {j.job_id: j for j in jobs}
+        self._sample_bands(tech, by_id, etas, now)
         for e in etas:
             out.extend(self._publish_eta(tech, by_id[e.job_id], e, now))
         cfg = self.config.delay
@@ -419,6 +424,29 @@ class Engine:
         )
         out.events += [notification_event(n, by_id[n.job_id]) for n in notes]
         return out
+
+    def _sample_bands(
+        self, tech: TechTrack, jobs: dict[str, Job], etas: list[JobEta], now: float
+    ) -> None:
+        """Keep the bands of the jobs not reached yet, every ``band_sample_s``, for the
+        band scale to learn from at their arrival. Sampled in time, not when published: a
+        band is right if it holds the arrival at the moment someone looks, and an ETA that
+        moves every minute (an overrun) would otherwise count many times over a steady one.
+        Only while the technician is being tracked: not on a day not begun (the last fix
+        is last night's), which would teach the scale that arrivals are never early."""
+        fix = tech.last_fix
+        if fix is None or now - fix.ts > self.config.delay.stale_after_s:
+            return
+        if tech.bands_at is not None and abs(now - tech.bands_at) < self.config.band_sample_s:
+            return
+        tech.bands_at = now
+        for e in etas:
+            if jobs[e.job_id].state in ON_SITE_STATES or e.eta_p90 <= e.eta_p10:
+                continue
+            bands = tech.band_samples.setdefault(e.job_id, [])
+            bands.append((e.eta_p10, e.eta_p90))
+            if len(bands) > MAX_BANDS:
+                del bands[0]
 
     def set_off_ahead(
         self, technician_id: str, now: float, today: int, stops: list[TourStop]
@@ -441,16 +469,6 @@ class Engine:
         ):
             return out
         tech.published[job.job_id] = (e.eta, job.state)
-        # The band scale learns from bands published while the technician is being
-        # tracked: not from those of a day not begun (the last fix is last night's, and
-        # when they will set off is anyone's guess), which would teach it that arrivals
-        # are never early.
-        fix = tech.last_fix
-        tracked = fix is not None and now - fix.ts <= self.config.delay.stale_after_s
-        if tracked and job.state not in ON_SITE_STATES and e.eta_p90 > e.eta_p10:
-            bands = tech.published_bands.setdefault(job.job_id, [])
-            if len(bands) < MAX_BANDS:
-                bands.append((e.eta_p10, e.eta_p90))
         out.events.append(eta_event(job, e, now))
         predictions = (*job.predictions[-(MAX_PREDICTIONS - 1) :], (now, round(e.eta, 1)))
         updated = msgspec.structs.replace(
@@ -515,7 +533,7 @@ class Engine:
                 continue
             for job in gone:
                 tech.published.pop(job.job_id, None)
-                tech.published_bands.pop(job.job_id, None)
+                tech.band_samples.pop(job.job_id, None)
                 tech.left_open.discard(job.job_id)
 
     def _event_now(

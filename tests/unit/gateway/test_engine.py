@@ -797,18 +797,21 @@ def test_ended_pauses_teach_pause_lengths_and_a_pause_delays_the_next_jobs() -> 
     assert eta["eta"] == pytest.approx(T + 1100 + rest + 500 + TRIP, abs=1.0)
 
 
-def test_the_bands_published_before_an_arrival_teach_the_band_scales() -> None:
+def test_the_bands_a_job_had_before_its_arrival_teach_the_band_scales() -> None:
     rig = Rig()
     rig.engine.model = SpeedModel(SpeedPrior(SPEED, detour_factor=1.0))  # with a spread
     rig.job("j1", 3000, planned=600.0)
     rig.status("j1", "en_route", 0)
-    rig.fix(10, 0)
-    rig.fix(200, 0)  # stood still: the ETA moved, a second band
-    bands = rig.engine.techs["t1"].published_bands["j1"]
-    assert len(bands) == 2 and all(lo < hi for lo, hi in bands)
+    rig.fix(10, 0)  # tracked: the first sample, the ETA at 310
+    rig.fix(200, 0)  # stood still: the ETA moved and is published, but no sample yet
+    rig.fix(310, 0)  # 5 min on: the second sample, the ETA at 610
+    bands = rig.engine.techs["t1"].band_samples["j1"]
+    assert len(bands) == 2 and all(lo < 310 + T < hi for lo, hi in bands[:1])
+    assert bands[1][0] < 610 + T < bands[1][1]
     assert rig.engine.bands.scales == (1.0, 1.0)
     rig.status("j1", "on_site", 520)  # inside both bands: both sides were too wide
-    assert "j1" not in rig.engine.techs["t1"].published_bands
+    assert all(lo < 520 + T < hi for lo, hi in bands)
+    assert "j1" not in rig.engine.techs["t1"].band_samples
     assert rig.engine.bands.arrivals == 1
     assert rig.engine.bands.scales == pytest.approx((exp(-0.005), exp(-0.005)))
 
@@ -859,7 +862,7 @@ def test_jobs_closed_a_day_ago_leave_the_tour_and_what_was_kept_on_them() -> Non
     rig.job("gone", 500, seq=3, window=(0, 7200))
     rig.status("gone", "cancelled", 1100)  # published ETAs and bands, never reached
     tech = rig.engine.techs["t1"]
-    assert {"j1", "gone"} <= set(tech.published) and "gone" in tech.published_bands
+    assert {"j1", "gone"} <= set(tech.published) and "gone" in tech.band_samples
     rig.tick(1200)  # the first tick retires what is old enough: nothing yet
     assert [j.job_id for j in rig.engine.tours.tour("t1")] == ["j1", "j2", "gone"]
     rig.fix(DAY + 1200, 0)  # a day later by the technician's clock: both are old enough
@@ -867,22 +870,22 @@ def test_jobs_closed_a_day_ago_leave_the_tour_and_what_was_kept_on_them() -> Non
     assert len(rig.engine.tours.tour("t1")) == 3
     rig.tick(1200 + 3600)
     assert [j.job_id for j in rig.engine.tours.tour("t1")] == ["j2"]
-    assert set(tech.published) == {"j2"} and set(tech.published_bands) <= {"j2"}
+    assert set(tech.published) == {"j2"} and set(tech.band_samples) <= {"j2"}
     # A retired job changing again is filed anew (and goes back on the tour).
     rig.job("j1", 3000, seq=1, window=(DAY, DAY + 3600), at=DAY + 1300)
     assert [j.job_id for j in rig.engine.tours.tour("t1")] == ["j2", "j1"]
 
 
-def test_bands_published_before_the_technician_is_tracked_teach_nothing() -> None:
+def test_bands_before_the_technician_is_tracked_teach_nothing() -> None:
     rig = Rig()
     rig.engine.model = SpeedModel(SpeedPrior(SPEED, detour_factor=1.0))  # with a spread
     rig.fix(0, 0)  # last night's fix
     rig.job("j1", 3000, planned=600.0, at=20000)  # booked this morning: an ETA, untracked
     tech = rig.engine.techs["t1"]
-    assert "j1" in tech.published and "j1" not in tech.published_bands
+    assert "j1" in tech.published and "j1" not in tech.band_samples
     rig.fix(20100, 0)  # the day begins: tracked again
     rig.fix(20400, 0)
-    assert len(tech.published_bands["j1"]) >= 1
+    assert len(tech.band_samples["j1"]) >= 1
 
 
 def test_before_setting_off_the_first_eta_waits_for_the_usual_start() -> None:
