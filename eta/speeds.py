@@ -38,13 +38,16 @@ is total distance over total time, whatever the fix interval.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from math import ceil, exp, log, sqrt
 from pathlib import Path
 from typing import Any, Protocol
+from zoneinfo import ZoneInfo
 
 import h3.api.basic_int as h3
 
@@ -53,6 +56,7 @@ from eta.stats import lognormal_p10_p90
 
 SNAPSHOT_VERSION = 1
 AREA_RES = 5
+logger = logging.getLogger("fieldtrack.eta")
 
 
 class SnapshotError(ValueError):
@@ -105,10 +109,12 @@ class SpeedPrior:
 class ModelConfig:
     """How samples are taken and how travel times are read.
 
-    ``cell_res``/``tz_offset_s`` define the keys of learned data (the hour of week is local
-    time = UTC + offset; a snapshot only restores into the same pair). ``alpha``: smallest
-    EWMA step per observation, i.e. the stats remember roughly the last ``1/alpha``
-    observations. Pairs of fixes further apart than ``max_sample_gap_s`` or closer than
+    ``cell_res`` and the clock define the keys of learned data: the hour of week is local
+    wall-clock time in ``timezone`` (an IANA name: rush hour stays at 08:00 across DST
+    changes), or UTC + ``tz_offset_s`` when ``timezone`` is empty. A snapshot restores whole
+    into the same resolution and clock; see ``SpeedModel.restore`` for another clock.
+    ``alpha``: smallest EWMA step per observation, i.e. the stats remember roughly the last
+    ``1/alpha`` observations. Pairs of fixes further apart than ``max_sample_gap_s`` or closer than
     ``min_gap_s``, faster than ``max_speed_mps``, slower than ``stop_speed_mps`` (a stop)
     or moving less than ``min_move_m`` (GPS jitter) teach nothing. ``obs_unit_s``: the
     duration one observation stands for; ``max_obs_weight`` caps a single long pair.
@@ -132,6 +138,7 @@ class ModelConfig:
 
     cell_res: int = 8
     tz_offset_s: int = 0
+    timezone: str = ""
     alpha: float = 0.02
     max_gap_s: float = 600.0
     max_sample_gap_s: float = 30.0
@@ -152,6 +159,20 @@ class ModelConfig:
     detour_sectors: int = 8
     calib_ref_m: float = 2000.0
     leg_cache_size: int = 4096
+
+    @classmethod
+    def for_zone(cls, timezone: str) -> ModelConfig:
+        """The default configuration keyed by ``timezone``'s wall clock. A zone that keeps
+        one offset all year (UTC, Asia/Tokyo) is that fixed offset, so a deployment that
+        names its zone keeps what it learned before zones were known (UTC + offset)."""
+        zone = ZoneInfo(timezone)
+        year = datetime.now(zone).year
+        offsets = {datetime(year, month, 1, 12, tzinfo=zone).utcoffset() for month in (1, 4, 7, 10)}
+        if len(offsets) == 1:
+            offset = offsets.pop()
+            if offset is not None:
+                return cls(tz_offset_s=int(offset.total_seconds()))
+        return cls(timezone=timezone)
 
 
 @dataclass(frozen=True)
@@ -287,6 +308,33 @@ def hour_of_week(ts: float, tz_offset_s: float = 0.0) -> int:
     return ((day + 3) % 7) * 24 + int(local // 3600.0) % 24
 
 
+class LocalClock:
+    """``hour_of_week`` in a zone's wall-clock time, or at a fixed offset from UTC.
+
+    A zone's hour is looked up once per quarter hour of UTC time and cached: every zone's
+    offset is a whole number of quarter hours, so the hour of week cannot change within one.
+    """
+
+    MAX_CACHED = 4096  # quarter hours: six weeks of distinct times
+
+    def __init__(self, timezone: str = "", tz_offset_s: float = 0.0) -> None:
+        self.zone = ZoneInfo(timezone) if timezone else None
+        self.tz_offset_s = tz_offset_s
+        self._cache: dict[int, int] = {}
+
+    def hour_of_week(self, ts: float) -> int:
+        if self.zone is None:
+            return hour_of_week(ts, self.tz_offset_s)
+        quarter = int(ts // 900.0)
+        how = self._cache.get(quarter)
+        if how is None:
+            if len(self._cache) >= self.MAX_CACHED:
+                self._cache.clear()
+            local = datetime.fromtimestamp(quarter * 900.0, self.zone)
+            how = self._cache[quarter] = local.weekday() * 24 + local.hour
+        return how
+
+
 def _shrink(
     prior: float, prior_var: float, w0: float, st: _Stat | None, cap: float
 ) -> tuple[float, float, float]:
@@ -315,6 +363,7 @@ class SpeedModel:
         self.prior = prior if prior is not None else SpeedPrior()
         self.config = config if config is not None else ModelConfig()
         self.routing = routing
+        self.clock = LocalClock(self.config.timezone, self.config.tz_offset_s)
         self._cells: dict[int, _Cell] = {}
         self._detour = _Stat()
         self._sector_detours = [_Stat() for _ in range(self.config.detour_sectors)]
@@ -349,7 +398,7 @@ class SpeedModel:
         # The midpoint's cell; across the antimeridian the second fix stands in for it.
         mlon = (lon1 + lon2) * 0.5 if abs(lon2 - lon1) < 180.0 else lon2
         cell_id = h3.latlng_to_cell((lat1 + lat2) * 0.5, mlon, cfg.cell_res)
-        how = hour_of_week(ts1 + dt * 0.5, cfg.tz_offset_s)
+        how = self.clock.hour_of_week(ts1 + dt * 0.5)
         w = dt / cfg.obs_unit_s
         if w > cfg.max_obs_weight:
             w = cfg.max_obs_weight
@@ -466,7 +515,7 @@ class SpeedModel:
     def speed_at(self, lat: float, lon: float, at_ts: float) -> float:
         """Blended mean speed (m/s) at a point and time."""
         cell_id = h3.latlng_to_cell(lat, lon, self.config.cell_res)
-        how = hour_of_week(at_ts, self.config.tz_offset_s)
+        how = self.clock.hour_of_week(at_ts)
         return self._sample(cell_id, self._area_speed(cell_id), 0.0, how, at_ts)[0]
 
     def travel_time(
@@ -506,7 +555,7 @@ class SpeedModel:
             path = straight * d_mean
             cv2 += d_var / (d_mean * d_mean)
         piece = path / len(samples)
-        how = hour_of_week(at_ts, self.config.tz_offset_s)
+        how = self.clock.hour_of_week(at_ts)
         t = sd_noise = sd_mean = 0.0
         for cell_id, area in samples:
             v, noise_cv, mean_cv = self._sample(cell_id, area, override, how, at_ts)
@@ -614,6 +663,7 @@ class SpeedModel:
             "version": SNAPSHOT_VERSION,
             "cell_res": self.config.cell_res,
             "tz_offset_s": self.config.tz_offset_s,
+            "timezone": self.config.timezone,
             "detour": self._detour.dump(),
             "stops": self._stops.dump(),
             # "calib" keeps the layout of a _Stat (count, mean, variance of the log-ratio), so
@@ -634,17 +684,28 @@ class SpeedModel:
     ) -> SpeedModel:
         """A model holding what ``snapshot`` saved; raises SnapshotError if it does not fit.
 
-        Without ``config`` the snapshot's resolution and time-zone offset are used; with one,
-        they must match (learned keys mean nothing at another resolution or offset).
+        Without ``config`` the snapshot's resolution and clock are used; with one, the
+        resolution must match (learned keys mean nothing at another). Learned on another
+        clock (another zone or offset, or before zones: UTC + offset), everything is kept
+        but the speeds by hour of day and of week, which are learned again: their keys
+        would be hours of another clock.
         """
         try:
             if data["version"] != SNAPSHOT_VERSION:
                 raise SnapshotError(f"unsupported snapshot version {data['version']!r}")
             res, tz = int(data["cell_res"]), int(data["tz_offset_s"])
+            zone = str(data.get("timezone", ""))
             if config is None:
-                config = ModelConfig(cell_res=res, tz_offset_s=tz)
-            elif (config.cell_res, config.tz_offset_s) != (res, tz):
-                raise SnapshotError("snapshot resolution or time-zone offset differs from config")
+                config = ModelConfig(cell_res=res, tz_offset_s=tz, timezone=zone)
+            elif config.cell_res != res:
+                raise SnapshotError("snapshot resolution differs from config")
+            same_clock = config.timezone == zone and (zone != "" or config.tz_offset_s == tz)
+            if not same_clock:
+                logger.warning(
+                    "speeds learned on another clock (%s, not %s): relearning them by hour",
+                    zone or f"UTC{tz:+d}s",
+                    config.timezone or f"UTC{config.tz_offset_s:+d}s",
+                )
             model = cls(prior, config, routing)
             model._detour = _load_stat(data["detour"])
             model._stops = _load_stat(data["stops"])
@@ -658,7 +719,7 @@ class SpeedModel:
             model._trip_blend = model._blend_trips()
             model._sector_blend = model._blend_sectors()
             for key, entry in data["cells"].items():
-                model._cells[h3.str_to_int(key)] = _load_cell(entry)
+                model._cells[h3.str_to_int(key)] = _load_cell(entry, hours=same_clock)
         except SnapshotError:
             raise
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
@@ -730,11 +791,13 @@ def _load_fit(calib: Any, calib_x: Any) -> _Fit:
     return fit
 
 
-def _load_cell(entry: Mapping[str, Any]) -> _Cell:
+def _load_cell(entry: Mapping[str, Any], hours: bool = True) -> _Cell:
     cell = _Cell()
     cell.all = _load_stat(entry["all"])
-    cell.hod = {int(k): _load_stat(v) for k, v in entry["hod"].items()}
-    cell.how = {int(k): _load_stat(v) for k, v in entry["how"].items()}
+    hod = {int(k): _load_stat(v) for k, v in entry["hod"].items()}
+    how = {int(k): _load_stat(v) for k, v in entry["how"].items()}
+    if hours:
+        cell.hod, cell.how = hod, how
     if "live" in entry:
         cell.live_n, cell.live_mean, cell.live_ts = (float(x) for x in entry["live"])
     return cell

@@ -47,7 +47,7 @@ from eta.estimate import (
     service_day,
 )
 from eta.pace import TechnicianPace
-from eta.speeds import SpeedModel
+from eta.speeds import ModelConfig, SpeedModel
 from eta.spread import BandScale
 from eta.trips import Trip, begin_trip, extend_trip, finish_trip
 from gateway.events import (
@@ -163,7 +163,7 @@ class Engine:
         starts: DayStarts | None = None,
     ):
         self.config = config or EngineConfig()
-        self.model = model or SpeedModel()
+        self.model = model or SpeedModel(config=ModelConfig.for_zone(self.config.timezone))
         self.durations = durations or DurationModel()
         self.pauses = pauses or DurationModel(PAUSE_PRIOR)
         self.bands = bands or BandScale()

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import math
+from datetime import datetime
 from math import degrees, exp, sqrt
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import h3.api.basic_int as h3
 import pytest
@@ -14,6 +16,7 @@ from hypothesis import strategies as st
 
 from eta.geo import EARTH_RADIUS_M, haversine_m
 from eta.speeds import (
+    LocalClock,
     ModelConfig,
     RouteLeg,
     SnapshotError,
@@ -276,7 +279,6 @@ def test_load_missing(tmp_path: Path) -> None:
     [
         (lambda s: s.update(version=2), None),
         (lambda s: s.update(cell_res=9), ModelConfig()),
-        (lambda s: s.update(tz_offset_s=3600), ModelConfig()),
         (lambda s: s.pop("detour"), None),
         (lambda s: s["cells"].update({"zz": {}}), None),
         (lambda s: s.update(detour=[1.0, -2.0]), None),
@@ -456,3 +458,72 @@ def test_restore_relearns_sectors_of_another_layout() -> None:
     snap["detour_sectors"] = [[5.0, 1.3, 0.01]] * 4  # saved with 4 sectors, now 8
     back = SpeedModel.restore(snap)
     assert back.detour(0.0) == back.detour()
+
+
+HELSINKI = ZoneInfo("Europe/Helsinki")
+
+
+def helsinki(month: int, day: int, hour: int) -> float:
+    return datetime(2027, month, day, hour, 30, tzinfo=HELSINKI).timestamp()
+
+
+def test_a_zone_clock_keeps_local_hours_across_dst() -> None:
+    clock = LocalClock("Europe/Helsinki")
+    # Monday 8:30 in Helsinki, in January (UTC+2) and in June (UTC+3): the same hour.
+    winter, summer = helsinki(1, 11, 8), helsinki(6, 14, 8)
+    assert clock.hour_of_week(winter) == clock.hour_of_week(summer) == 8
+    assert hour_of_week(winter, 7200) == 8 and hour_of_week(summer, 7200) == 7  # fixed offset
+    # The night the clocks go forward (Sunday 28 March 2027, 01:00 UTC: 03:00 -> 04:00).
+    utc = ZoneInfo("UTC")
+    before = datetime(2027, 3, 28, 0, 59, 59, tzinfo=utc).timestamp()
+    assert (clock.hour_of_week(before), clock.hour_of_week(before + 1)) == (146, 148)
+    # Quarter-hour offsets (Nepal, UTC+5:45) change hour on the quarter hour.
+    kathmandu = LocalClock("Asia/Kathmandu")
+    monday = datetime(2027, 1, 11, 9, 0, tzinfo=ZoneInfo("Asia/Kathmandu")).timestamp()
+    assert (kathmandu.hour_of_week(monday - 0.5), kathmandu.hour_of_week(monday)) == (8, 9)
+
+
+def test_rush_hour_learned_in_winter_is_at_the_same_local_hour_in_summer() -> None:
+    def teach(model: SpeedModel) -> None:
+        for week in range(4):  # winter Mondays: slow from 08:00 to 09:00 only
+            for hour, speed in ((7, 12.0), (8, 3.0), (9, 12.0)):
+                shuttle(model, 30, speed, helsinki(1, 4 + 7 * week, hour))
+
+    zoned = SpeedModel(config=ModelConfig.for_zone("Europe/Helsinki"))
+    fixed = SpeedModel(config=ModelConfig(tz_offset_s=7200))  # Helsinki's winter offset
+    teach(zoned)
+    teach(fixed)
+    leg = (LAT0, LON0, north(150.0), LON0)
+
+    def june(model: SpeedModel, hour: int) -> float:
+        return model.travel_time(*leg, helsinki(6, 14, hour)).mean_s
+
+    assert june(zoned, 8) > 1.5 * max(june(zoned, 7), june(zoned, 9))
+    # A fixed offset puts the summer rush an hour late: 09:30 local is its 08:30.
+    assert june(fixed, 9) > 1.5 * max(june(fixed, 8), june(fixed, 10))
+
+
+def test_zones_of_one_offset_all_year_are_that_offset() -> None:
+    assert ModelConfig.for_zone("UTC") == ModelConfig()
+    assert ModelConfig.for_zone("Asia/Tokyo") == ModelConfig(tz_offset_s=9 * 3600)
+    assert ModelConfig.for_zone("Europe/London") == ModelConfig(timezone="Europe/London")
+
+
+def test_a_snapshot_of_another_clock_keeps_all_but_the_hours() -> None:
+    utc = trained()
+    snap = json.loads(json.dumps(utc.snapshot()))
+    same = SpeedModel.restore(snap, SpeedPrior(speed_mps=9.0), ModelConfig())
+    assert same.snapshot() == utc.snapshot()
+    zoned = ModelConfig(timezone="Europe/Helsinki")
+    moved = SpeedModel.restore(snap, SpeedPrior(speed_mps=9.0), zoned)
+    assert moved.config == zoned and moved.cell_count == utc.cell_count
+    cells = moved.snapshot()["cells"]
+    assert all(c["hod"] == {} and c["how"] == {} for c in cells.values())
+    assert [c["all"] for c in cells.values()] == [c["all"] for c in snap["cells"].values()]
+    assert moved.snapshot()["detour"] == snap["detour"]
+    # And back: a zoned snapshot restores whole into the same zone, without config too.
+    again = json.loads(json.dumps(moved.snapshot()))
+    assert SpeedModel.restore(again, SpeedPrior(speed_mps=9.0)).config.timezone == zoned.timezone
+    assert SpeedModel.restore(again, SpeedPrior(speed_mps=9.0), zoned).snapshot() == again
+    with pytest.raises(SnapshotError):
+        SpeedModel.restore({**again, "timezone": "Mars/Olympus"}, None)

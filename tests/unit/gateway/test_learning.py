@@ -9,7 +9,7 @@ from typing import Any
 
 from eta.speeds import SpeedModel
 from gateway.bus import MemoryBus
-from gateway.engine import Engine
+from gateway.engine import Engine, EngineConfig
 from gateway.leader import fresh_engine
 from gateway.learning import ModelKeeper, restore_into, snapshot
 from gateway.metrics import Metrics
@@ -197,3 +197,26 @@ async def test_a_new_engine_leader_keeps_learning_durations() -> None:
     assert engine.bands is gateway.engine.bands
     assert engine.paces is gateway.engine.paces
     assert engine.starts is gateway.engine.starts
+
+
+async def test_naming_a_zone_with_dst_relearns_only_the_hours(tmp_path: Path) -> None:
+    """A gateway that ran on UTC hours restarts with --timezone Europe/Helsinki: its speed
+    model now keys hours by Helsinki's wall clock, and keeps all else it learned."""
+    taught = taught_engine()
+    path = tmp_path / "model.json"
+    await ModelKeeper(path=str(path)).save(taught)
+    helsinki = Engine(EngineConfig(timezone="Europe/Helsinki"))
+    assert helsinki.model.config.timezone == "Europe/Helsinki"
+    assert await ModelKeeper(path=str(path)).load_into(helsinki) is True
+    assert helsinki.model.config.timezone == "Europe/Helsinki"
+    assert helsinki.model.cell_count == taught.model.cell_count > 0
+    assert helsinki.model.detour() == taught.model.detour()
+    assert helsinki.durations.snapshot() == taught.durations.snapshot()
+    assert all(c["how"] for c in taught.model.snapshot()["cells"].values())
+    cells = helsinki.model.snapshot()["cells"].values()
+    assert all(not c["how"] for c in cells)
+    # Tokyo keeps one offset all year: UTC+9 hours, still not the UTC ones.
+    tokyo = Engine(EngineConfig(timezone="Asia/Tokyo"))
+    assert await ModelKeeper(path=str(path)).load_into(tokyo) is True
+    assert tokyo.model.config.tz_offset_s == 9 * 3600
+    assert all(not c["how"] for c in tokyo.model.snapshot()["cells"].values())
