@@ -12,6 +12,7 @@ import os
 import secrets
 import sys
 from collections.abc import Sequence
+from dataclasses import fields
 from typing import Any
 
 import uvloop
@@ -81,13 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def settings_from(args: argparse.Namespace, **overrides: Any) -> Settings:
-    names = (
-        "mqtt", "redis", "mqtt_protocol", "mqtt_client_id", "mqtt_ca_file", "share_group",
-        "leave_share_group", "role", "redis_prefix", "worker_id",
-        "http", "api_keys", "topic_prefix", "public_url", "history_per_device", "log_level",
-        "eta_snapshot",
-    )  # fmt: skip
-    options = {n: getattr(args, n, None) for n in names}
+    """Settings from every option named after one of its fields (a list of names kept here
+    once forgot ``--timezone``), over the ``FIELDTRACK_*`` variables."""
+    options = {f.name: getattr(args, f.name, None) for f in fields(Settings)}
     options.update(overrides)
     return Settings.from_env(os.environ, **options)
 

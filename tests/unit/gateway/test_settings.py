@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
+from dataclasses import fields
 from typing import Any
 
 import pytest
 
+from gateway.cli import build_parser, settings_from
 from gateway.errors import ConfigError
 from gateway.settings import MqttUrl, Secret, Settings
 
@@ -157,3 +160,29 @@ def test_leaving_a_share_group_needs_one() -> None:
     settings = Settings.from_env({}, share_group="g", leave_share_group="true")
     settings.validate()
     assert settings.leave_share_group is True
+
+
+# Options of `run` and `demo` that are not settings of the gateway.
+NOT_SETTINGS = {"help", "command", "broker_port", "technicians", "seed", "duration"}
+
+
+@pytest.mark.parametrize("command", ["run", "demo"])
+def test_every_gateway_option_reaches_the_settings(command: str) -> None:
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    options = sub.choices[command]._actions
+    settings = {f.name for f in fields(Settings)}
+    assert {a.dest for a in options} - NOT_SETTINGS <= settings
+    args = parser.parse_args(
+        [
+            command,
+            "--timezone",
+            "Europe/Paris",
+            "--eta-snapshot",
+            "x.json",
+            "--history-per-device",
+            "5",
+        ]
+    )
+    s = settings_from(args)
+    assert (s.timezone, s.eta_snapshot, s.history_per_device) == ("Europe/Paris", "x.json", 5)
