@@ -212,3 +212,40 @@ def late_risk_scores(jobs: Iterable[TrueJob], alerts: Iterable[LateRiskAlert]) -
         "median_lead_to_arrival_s": round(median(to_arrival), 1) if to_arrival else None,
         "median_lead_to_window_end_s": round(median(to_window_end), 1) if to_window_end else None,
     }
+
+
+def late_risk_curve(
+    jobs: Iterable[TrueJob],
+    probabilities: Mapping[str, Sequence[tuple[float, float]]],
+    thresholds: Sequence[float],
+) -> dict[str, dict[str, Any]]:
+    """Precision and recall of the rule "late once P(late) >= threshold", for each threshold,
+    from every (published at, P(late)) of each job's published ETAs before it arrived: what the
+    ``late_probability`` of ``late_risk`` (``eta.delay``) would trade at another setting."""
+    jobs = list(jobs)
+    out: dict[str, dict[str, Any]] = {}
+    for threshold in thresholds:
+        tp = fp = fn = 0
+        leads: list[float] = []
+        for job in jobs:
+            raised = next(
+                (
+                    at
+                    for at, p in probabilities.get(job.job_id, ())
+                    if at < job.arrival and p >= threshold
+                ),
+                None,
+            )
+            if raised is not None and job.late:
+                tp += 1
+                leads.append(job.arrival - raised)
+            elif raised is not None:
+                fp += 1
+            elif job.late:
+                fn += 1
+        out[f"{threshold:g}"] = {
+            "precision": round(tp / (tp + fp), 3) if tp + fp else None,
+            "recall": round(tp / (tp + fn), 3) if tp + fn else None,
+            "median_lead_to_arrival_s": round(median(leads), 1) if leads else None,
+        }
+    return out

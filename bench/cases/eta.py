@@ -70,6 +70,7 @@ from bench.eta_scoring import (
     goal_status,
     improvement,
     interval_stats,
+    late_risk_curve,
     late_risk_scores,
     split_error,
     split_stats,
@@ -237,6 +238,8 @@ class RecordingBus(MemoryBus):
         # job -> (published at, eta, eta_p10, eta_p90) of the last ``eta`` event
         self.latest_eta: dict[str, tuple[float, float, float, float]] = {}
         self.late_risk: list[LateRiskAlert] = []
+        # job -> (published at, late_probability) of each of its ``eta`` events
+        self.late_probabilities: dict[str, list[tuple[float, float]]] = {}
 
     def publish_now(self, events: Sequence[Event]) -> None:
         at = self.replay.now
@@ -245,6 +248,8 @@ class RecordingBus(MemoryBus):
                 self.latest_eta[e["job_id"]] = (
                     at, float(e["eta"]), float(e["eta_p10"]), float(e["eta_p90"])
                 )  # fmt: skip
+                probabilities = self.late_probabilities.setdefault(e["job_id"], [])
+                probabilities.append((at, float(e["late_probability"])))
             elif e["type"] == "alert" and e["alert"] == "late_risk":
                 self.late_risk.append(LateRiskAlert(at, e["job_id"], bool(e.get("cleared"))))
         super().publish_now(events)
@@ -560,6 +565,9 @@ def _run_fleet(plan: Plan, fleet: FleetParams) -> dict[str, Any]:
         },
         "horizon_sweep": sweep,
         "late_risk": late_risk_scores(scored, replay.bus.late_risk),
+        "late_risk_by_threshold": late_risk_curve(
+            scored, replay.bus.late_probabilities, (0.3, 0.5, 0.7, 0.8, 0.9)
+        ),
         "skipped_predictions": dict(replay.scores.skipped),
         "learned": {
             "cells": model.cell_count,

@@ -16,6 +16,7 @@ from bench.eta_scoring import (
     goal_status,
     improvement,
     interval_stats,
+    late_risk_curve,
     late_risk_scores,
     split_error,
     split_stats,
@@ -226,3 +227,25 @@ def test_interval_stats_count_the_truth_inside_and_either_side() -> None:
         "n": 4, "inside": 0.5, "below": 0.25, "above": 0.25, "median_width_s": 70.0,
     }  # fmt: skip
     assert interval_stats([])["inside"] is None
+
+
+def test_late_risk_curve_trades_precision_for_recall() -> None:
+    jobs = [
+        job("sure", 0.0, 5000.0, 6000.0, window_end=4000.0),  # late, P up to 0.9 early on
+        job("unsure", 0.0, 5000.0, 6000.0, window_end=4000.0),  # late, P 0.6 at most
+        job("scare", 0.0, 3000.0, 6000.0, window_end=4000.0),  # on time, P 0.55 once
+        job("calm", 0.0, 3000.0, 6000.0, window_end=4000.0),  # on time, P 0.2
+        job("after", 0.0, 5000.0, 6000.0, window_end=4000.0),  # late, P high on arrival only
+    ]
+    probabilities = {
+        "sure": [(1000.0, 0.6), (2000.0, 0.9)],
+        "unsure": [(1000.0, 0.3), (4000.0, 0.6)],
+        "scare": [(1500.0, 0.55), (2500.0, 0.1)],
+        "calm": [(1000.0, 0.2)],
+        "after": [(5000.0, 0.99)],
+    }
+    assert late_risk_curve(jobs, probabilities, (0.5, 0.8, 0.95)) == {
+        "0.5": {"precision": 0.667, "recall": 0.667, "median_lead_to_arrival_s": 2500.0},
+        "0.8": {"precision": 1.0, "recall": 0.333, "median_lead_to_arrival_s": 3000.0},
+        "0.95": {"precision": None, "recall": 0.0, "median_lead_to_arrival_s": None},
+    }
