@@ -58,6 +58,12 @@ def _gateway_options(p: argparse.ArgumentParser, demo: bool) -> None:
         help="the fleet's local time, e.g. Europe/Paris: its dates split tours "
         "into days (default UTC)",
     )
+    p.add_argument(
+        "--late-probability",
+        type=float,
+        help="P(arrival after the window end) that raises late_risk and tells the "
+        "customer 'delayed' (default 0.5)",
+    )
     p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
 
 

@@ -19,6 +19,7 @@ from redis.exceptions import RedisError
 
 from dispatcher_feed.app import create_app
 from dispatcher_feed.context import AppContext
+from eta.delay import DelayConfig
 from gateway.bus import Bus, MemoryBus
 from gateway.cancel import raise_if_cancelling
 from gateway.engine import Engine, EngineConfig
@@ -71,7 +72,10 @@ class Runtime:
 
 def engine_config(settings: Settings) -> EngineConfig:
     """The engine's rules, as the settings give them."""
-    return EngineConfig(timezone=settings.timezone)
+    return EngineConfig(
+        timezone=settings.timezone,
+        delay=DelayConfig(late_probability=settings.late_probability),
+    )
 
 
 async def build_runtime(settings: Settings) -> Runtime:

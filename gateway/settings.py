@@ -101,6 +101,9 @@ class Settings:
     # The fleet's local time (IANA name): its dates split tours into days and count the
     # days of the jobs-per-technician-per-day KPI.
     timezone: str = "UTC"
+    # P(arrival after the window end) that raises late_risk and tells the customer "delayed"
+    # (bench eta reports what other settings trade: late_risk_by_threshold).
+    late_probability: float = 0.5
     # Memory mode: where the learned ETA model is saved (every minute, on exit).
     eta_snapshot: str | None = None
     # Also the dedupe window. ~400 B a fix in memory (bench memory): 2 000 fixes is
@@ -156,6 +159,8 @@ class Settings:
         for name in ("history_per_device", "replay_buffer", "sse_queue_size", "ingest_batch"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1")
+        if not 0.0 < self.late_probability < 1.0:
+            raise ConfigError("late_probability must be between 0 and 1")
         try:
             ZoneInfo(self.timezone)
         except (ZoneInfoNotFoundError, ValueError):

@@ -86,6 +86,9 @@ BAD: list[dict[str, Any]] = [
     {"redis": "localhost:6379"},
     {"timezone": "Mars/Olympus_Mons"},
     {"timezone": "../etc/passwd"},
+    {"late_probability": "1"},
+    {"late_probability": "0"},
+    {"late_probability": "likely"},
 ]
 
 
