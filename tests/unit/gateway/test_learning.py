@@ -4,8 +4,11 @@ speeds and job durations together; older and damaged snapshots load as far as th
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from eta.speeds import SpeedModel
 from gateway.bus import MemoryBus
@@ -108,41 +111,41 @@ async def test_speeds_only_snapshot_of_older_versions_loads(tmp_path: Path) -> N
     assert engine.durations.jobs == 0  # learned again from the prior
 
 
-async def test_snapshot_from_before_pauses_loads_the_rest(tmp_path: Path) -> None:
+# (key of a learned model in the snapshot, an unreadable value of it, "it starts afresh")
+LEARNED: list[tuple[str, Any, Callable[[Engine], bool]]] = [
+    ("pauses", {"version": 99}, lambda e: e.pauses.jobs == 0),
+    (
+        "technician_pace",
+        {"version": 1, "fleet": "?", "technicians": []},
+        lambda e: (e.paces.technicians, e.paces.factor("t1")) == (0, 1.0),
+    ),
+    (
+        "day_starts",
+        {"version": 1, "fleet": [90_000.0], "technicians": {}},  # more than a day
+        lambda e: (e.starts.days, e.starts.expected("t1", MIDNIGHT + 9 * 86400)) == (0, None),
+    ),
+]
+
+
+@pytest.mark.parametrize(("key", "damaged", "fresh"), LEARNED, ids=[k for k, _, _ in LEARNED])
+async def test_a_model_missing_or_unreadable_is_relearned_and_the_rest_kept(
+    tmp_path: Path, key: str, damaged: Any, fresh: Callable[[Engine], bool]
+) -> None:
     taught = taught_engine()
+    assert not fresh(taught)
     data = snapshot(taught)
-    del data["pauses"]
-    engine = await loaded(tmp_path, data)
-    assert engine.durations.snapshot() == taught.durations.snapshot()
-    assert engine.pauses.jobs == 0  # learned again from the prior
+    for value in (None, damaged):  # saved before it was learned, then unreadable
+        if value is None:
+            del data[key]
+        else:
+            data[key] = value
+        engine = await loaded(tmp_path, data)
+        assert fresh(engine)
+        kept = snapshot(engine)
+        assert {k: v for k, v in kept.items() if k != key} == {
+            k: v for k, v in snapshot(taught).items() if k != key
+        }
     assert engine.pauses.prior == taught.pauses.prior
-
-
-async def test_snapshot_from_before_technician_pace_loads_the_rest(tmp_path: Path) -> None:
-    taught = taught_engine()
-    data = snapshot(taught)
-    del data["technician_pace"]
-    engine = await loaded(tmp_path, data)
-    assert engine.bands.snapshot() == taught.bands.snapshot()
-    assert (engine.paces.technicians, engine.paces.factor("t1")) == (0, 1.0)
-    # ... and a damaged one is relearned without giving up the rest.
-    data["technician_pace"] = {"version": 1, "fleet": "?", "technicians": []}
-    engine = await loaded(tmp_path, data)
-    assert engine.durations.snapshot() == taught.durations.snapshot()
-    assert engine.paces.technicians == 0
-
-
-async def test_snapshot_from_before_day_starts_loads_the_rest(tmp_path: Path) -> None:
-    taught = taught_engine()
-    data = snapshot(taught)
-    del data["day_starts"]
-    engine = await loaded(tmp_path, data)
-    assert engine.paces.snapshot() == taught.paces.snapshot()
-    assert (engine.starts.technicians, engine.starts.expected("t1", 1_800_000_000.0)) == (0, None)
-    data["day_starts"] = {"version": 1, "fleet": [90_000.0], "technicians": {}}  # > a day
-    engine = await loaded(tmp_path, data)
-    assert engine.paces.snapshot() == taught.paces.snapshot()
-    assert engine.starts.days == 0
 
 
 async def test_damaged_durations_keep_the_speeds(tmp_path: Path) -> None:
