@@ -64,6 +64,11 @@ def _gateway_options(p: argparse.ArgumentParser, demo: bool) -> None:
         help="P(arrival after the window end) that raises late_risk and tells the "
         "customer 'delayed' (default 0.5)",
     )
+    p.add_argument(
+        "--routing-url",
+        help="an OSRM-style routing engine, e.g. http://osrm:5000, as the prior of learned "
+        "travel times (default: none, the learned model alone)",
+    )
     p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
 
 

@@ -20,6 +20,7 @@ from redis.exceptions import RedisError
 from dispatcher_feed.app import create_app
 from dispatcher_feed.context import AppContext
 from eta.delay import DelayConfig
+from eta.speeds import ModelConfig, SpeedModel
 from gateway.bus import Bus, MemoryBus
 from gateway.cancel import raise_if_cancelling
 from gateway.engine import Engine, EngineConfig
@@ -27,6 +28,7 @@ from gateway.ingest import MqttIngest
 from gateway.leader import EngineLeader
 from gateway.learning import ModelKeeper
 from gateway.metrics import Metrics
+from gateway.routing import OsrmRouting
 from gateway.service import Gateway
 from gateway.settings import Settings
 from gateway.store import MemoryStore, Store
@@ -46,12 +48,15 @@ class Runtime:
     app_context: AppContext
     leader: EngineLeader | None = None
     keeper: ModelKeeper | None = None
+    routing: OsrmRouting | None = None
 
     def background(self) -> dict[str, Callable[[], Coroutine[Any, Any, Any]]]:
         """The named tasks this process runs besides HTTP, by role."""
         role, tasks = self.settings.role, {}
         if role in ("all", "worker"):
             tasks["mqtt-ingest"] = self.ingest.run
+            if self.routing is not None:  # where the engine may run
+                tasks["routing"] = self.routing.run
         if self.leader is None:
             tasks["engine-tick"] = self.gateway.run_ticks
             if self.keeper is not None:
@@ -68,6 +73,8 @@ class Runtime:
             await self.leader.close()
         await self.bus.close()
         await self.store.close()
+        if self.routing is not None:
+            await self.routing.aclose()
 
 
 def engine_config(settings: Settings) -> EngineConfig:
@@ -78,8 +85,16 @@ def engine_config(settings: Settings) -> EngineConfig:
     )
 
 
+def engine_for(settings: Settings, metrics: Metrics) -> tuple[Engine, OsrmRouting | None]:
+    """The engine, with the routing engine as its travel-time prior when one is given."""
+    routing = OsrmRouting(settings.routing_url, metrics) if settings.routing_url else None
+    model = SpeedModel(config=ModelConfig.for_zone(settings.timezone), routing=routing)
+    return Engine(engine_config(settings), model), routing
+
+
 async def build_runtime(settings: Settings) -> Runtime:
     metrics = Metrics()
+    engine, routing = engine_for(settings, metrics)
     topics = TopicScheme(settings.topic_prefix, settings.owntracks_prefix, settings.share_group)
     store: Store
     bus: Bus
@@ -87,7 +102,7 @@ async def build_runtime(settings: Settings) -> Runtime:
     if settings.redis is None:
         store = MemoryStore(settings.history_per_device)
         bus = MemoryBus(settings.replay_buffer)
-        gateway = Gateway(store, bus, metrics, topics, engine=Engine(engine_config(settings)))
+        gateway = Gateway(store, bus, metrics, topics, engine=engine)
         if settings.eta_snapshot:
             keeper = ModelKeeper(path=settings.eta_snapshot)
             await keeper.load_into(gateway.engine)
@@ -106,9 +121,7 @@ async def build_runtime(settings: Settings) -> Runtime:
             key_prefix=settings.redis_prefix,
             events=(bus.stream, settings.replay_buffer),
         )
-        gateway = Gateway(
-            store, bus, metrics, topics, engine=Engine(engine_config(settings)), inline_engine=False
-        )
+        gateway = Gateway(store, bus, metrics, topics, engine=engine, inline_engine=False)
         leader = EngineLeader(
             gateway, redis_client(settings.redis), settings.redis_prefix,
             worker_id=settings.worker_id, keeper=ModelKeeper(blobs=store),
@@ -123,7 +136,7 @@ async def build_runtime(settings: Settings) -> Runtime:
         return broker_ok and not ingest.holding and await store.ping()
 
     ctx = AppContext(settings, store, bus, metrics, gateway, ready=ready)
-    return Runtime(settings, store, bus, metrics, gateway, ingest, ctx, leader, keeper)
+    return Runtime(settings, store, bus, metrics, gateway, ingest, ctx, leader, keeper, routing)
 
 
 def _outlasting_redis(

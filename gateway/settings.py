@@ -104,6 +104,8 @@ class Settings:
     # P(arrival after the window end) that raises late_risk and tells the customer "delayed"
     # (bench eta reports what other settings trade: late_risk_by_threshold).
     late_probability: float = 0.5
+    # An OSRM-style routing engine (http://host:5000) as the travel-time model's prior.
+    routing_url: str | None = None
     # Memory mode: where the learned ETA model is saved (every minute, on exit).
     eta_snapshot: str | None = None
     # Also the dedupe window. ~400 B a fix in memory (bench memory): 2 000 fixes is
@@ -159,6 +161,10 @@ class Settings:
         for name in ("history_per_device", "replay_buffer", "sse_queue_size", "ingest_batch"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1")
+        if self.routing_url is not None and not self.routing_url.startswith(
+            ("http://", "https://")
+        ):
+            raise ConfigError("routing_url must be an http:// or https:// URL")
         if not 0.0 < self.late_probability < 1.0:
             raise ConfigError("late_probability must be between 0 and 1")
         try:

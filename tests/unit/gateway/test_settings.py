@@ -8,8 +8,10 @@ from typing import Any
 
 import pytest
 
+from eta.delay import DelayConfig
 from gateway.cli import build_parser, settings_from
 from gateway.errors import ConfigError
+from gateway.server import engine_config
 from gateway.settings import MqttUrl, Secret, Settings
 
 
@@ -89,6 +91,7 @@ BAD: list[dict[str, Any]] = [
     {"late_probability": "1"},
     {"late_probability": "0"},
     {"late_probability": "likely"},
+    {"routing_url": "osrm:5000"},
 ]
 
 
@@ -176,16 +179,12 @@ def test_every_gateway_option_reaches_the_settings(command: str) -> None:
     options = sub.choices[command]._actions
     settings = {f.name for f in fields(Settings)}
     assert {a.dest for a in options} - NOT_SETTINGS <= settings
-    args = parser.parse_args(
-        [
-            command,
-            "--timezone",
-            "Europe/Paris",
-            "--eta-snapshot",
-            "x.json",
-            "--history-per-device",
-            "5",
-        ]
-    )
-    s = settings_from(args)
+    given = ["--timezone", "Europe/Paris", "--eta-snapshot", "x.json", "--history-per-device", "5"]
+    given += ["--late-probability", "0.7", "--routing-url", "http://osrm:5000"]
+    s = settings_from(parser.parse_args([command, *given]))
     assert (s.timezone, s.eta_snapshot, s.history_per_device) == ("Europe/Paris", "x.json", 5)
+    assert s.routing_url == "http://osrm:5000"
+    # ... and from there the engine's rules.
+    config = engine_config(s)
+    assert (config.timezone, config.delay.late_probability) == ("Europe/Paris", 0.7)
+    assert config.delay.late_margin_s == DelayConfig().late_margin_s
