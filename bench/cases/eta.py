@@ -78,7 +78,7 @@ from bench.eta_scoring import (
 from eta.durations import DurationModel
 from eta.estimate import ON_SITE_STATES, EstimateConfig, estimate_tour, service_day
 from eta.geo import haversine_m
-from eta.speeds import SpeedModel
+from eta.speeds import RouteLeg, RoutingPrior, SpeedModel
 from gateway.bus import MemoryBus
 from gateway.errors import Rejected
 from gateway.metrics import Metrics
@@ -229,6 +229,61 @@ class FreeFlowModel(SpeedModel):
         return seconds + access / ACCESS_MPS, 0.0, length + access
 
 
+class GraphRouting:
+    """A routing engine for the ``with_routing_prior`` run: the city's own roads at free flow,
+    as ``gateway.routing.OsrmRouting`` answers once its cache holds the leg (an OSRM built
+    from these roads; the replay has no wall time to lend an HTTP fetcher). Ends are
+    snapped to the same grid as the adapter's keys, then to the nearest road node; the way
+    to the node counts at ``ACCESS_MPS``, as in ``FreeFlowModel``. One reverse Dijkstra per
+    destination node answers every origin."""
+
+    def __init__(self, graph: RoadGraph) -> None:
+        self.graph = graph
+        self._into: list[list[int]] = [[] for _ in range(graph.node_count)]
+        for e in graph.edges:
+            self._into[e.v].append(e.edge_id)
+        self._nodes: dict[tuple[float, float], tuple[int, float]] = {}
+        self._trees: dict[int, dict[int, tuple[float, float]]] = {}
+
+    def route(self, lat1: float, lon1: float, lat2: float, lon2: float) -> RouteLeg | None:
+        a, access_a = self._snap(round(lat1, 3), round(lon1, 3))
+        b, access_b = self._snap(round(lat2, 4), round(lon2, 4))
+        found = self._tree(b).get(a)
+        if found is None:
+            return None
+        seconds, length = found
+        access = access_a + access_b
+        return RouteLeg(length + access, seconds + access / ACCESS_MPS)
+
+    def _snap(self, lat: float, lon: float) -> tuple[int, float]:
+        found = self._nodes.get((lat, lon))
+        if found is None:
+            node = self.graph.nearest_node(lat, lon)
+            access = haversine_m(lat, lon, *self.graph.coords[node])
+            found = self._nodes[(lat, lon)] = (node, access)
+        return found
+
+    def _tree(self, dst: int) -> dict[int, tuple[float, float]]:
+        """(free-flow seconds, metres) from every node that reaches ``dst``."""
+        tree = self._trees.get(dst)
+        if tree is not None:
+            return tree
+        tree = {dst: (0.0, 0.0)}
+        heap = [(0.0, 0.0, dst)]
+        while heap:
+            cost, length, node = heapq.heappop(heap)
+            if cost > tree[node][0]:
+                continue
+            for eid in self._into[node]:
+                e = self.graph.edges[eid]
+                c = cost + e.free_flow_s
+                if e.u not in tree or c < tree[e.u][0]:
+                    tree[e.u] = (c, length + e.length_m)
+                    heapq.heappush(heap, (c, length + e.length_m, e.u))
+        self._trees[dst] = tree
+        return tree
+
+
 class RecordingBus(MemoryBus):
     """The in-process bus, also keeping what the benchmark scores, stamped in virtual time."""
 
@@ -342,13 +397,16 @@ def _paces(replay: Replay, fleet: FleetParams) -> dict[str, Any]:
 class Replay:
     """One gateway fed day after day in virtual time; scores the days it is told to."""
 
-    def __init__(self, graph: RoadGraph, tick_s: float = TICK_S) -> None:
+    def __init__(
+        self, graph: RoadGraph, tick_s: float = TICK_S, routing: RoutingPrior | None = None
+    ) -> None:
         self.now = 0.0
         self.bus = RecordingBus(self)
         self.gateway = Gateway(
             MemoryStore(history_per_device=2_000), self.bus, Metrics(), clock=lambda: self.now
         )
         engine = self.gateway.engine
+        engine.model.routing = routing
         free_flow = FreeFlowModel(graph)
         plain = EstimateConfig()
         learned = (engine.durations, engine.pauses)
@@ -489,9 +547,11 @@ class Replay:
         s.day_started.setdefault((horizon, started), []).append(published[1] - job.arrival)
 
 
-async def _replay(plan: Plan, fleet: FleetParams) -> tuple[Replay, RoadGraph, dict[str, float]]:
+async def _replay(
+    plan: Plan, fleet: FleetParams, routed: bool = False
+) -> tuple[Replay, RoadGraph, dict[str, float]]:
     graph = synthetic_city(NETWORK_SEED, CITY_KM, block_m=BLOCK_M)
-    replay = Replay(graph)
+    replay = Replay(graph, routing=GraphRouting(graph) if routed else None)
     timings = {"simulate_s": 0.0, "replay_s": 0.0}
     for k in range(plan.warmup_days + plan.scored_days):
         t0 = time.perf_counter()
@@ -533,17 +593,20 @@ def _setup(plan: Plan, fleet: FleetParams, graph: RoadGraph) -> dict[str, Any]:
 
 
 def run(quick: bool) -> dict[str, Any]:
-    """The fleet as before (only the job decides how long it takes), and under
-    ``with_technician_pace`` the same days with technicians who differ in pace."""
+    """The fleet as before (only the job decides how long it takes); under
+    ``with_technician_pace`` the same days with technicians who differ in pace; under
+    ``with_routing_prior`` the first fleet again, the gateway's travel-time model starting
+    from a routing engine's free-flow routes (``--routing-url``)."""
     plan = QUICK if quick else FULL
     return {
         **_run_fleet(plan, plan.fleet),
         "with_technician_pace": _run_fleet(plan, PACED),
+        "with_routing_prior": _run_fleet(plan, plan.fleet, routed=True),
     }
 
 
-def _run_fleet(plan: Plan, fleet: FleetParams) -> dict[str, Any]:
-    replay, graph, timings = asyncio.run(_replay(plan, fleet))
+def _run_fleet(plan: Plan, fleet: FleetParams, routed: bool = False) -> dict[str, Any]:
+    replay, graph, timings = asyncio.run(_replay(plan, fleet, routed))
     scored = replay.scored_jobs
     horizons = {f"T-{h / 60:g}min": replay.scores.report(h) for h in HORIZONS_S}
     sweep = replay.scores.pooled(SWEEP_S)
@@ -554,7 +617,7 @@ def _run_fleet(plan: Plan, fleet: FleetParams) -> dict[str, Any]:
         replay.gateway.engine.config.estimate.pause_ref_s,
     )
     return {
-        "setup": _setup(plan, fleet, graph),
+        "setup": {**_setup(plan, fleet, graph), "routing_prior": routed},
         "jobs_on_scored_days": len(scored),
         "late_jobs": sum(j.late for j in scored),
         "simulated_days": plan.warmup_days + plan.scored_days,

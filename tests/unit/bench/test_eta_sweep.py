@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
-from bench.cases.eta import MODELS, Scores
+from bench.cases.eta import MODELS, FreeFlowModel, GraphRouting, Scores
+from simulators.roads import synthetic_city
 
 
 def test_pooled_mixes_every_horizon_and_keeps_each_horizons_mae() -> None:
@@ -28,3 +31,18 @@ def test_a_horizon_without_predictions_has_no_mae() -> None:
     assert pooled["gateway"]["n"] == 0
     assert pooled["gateway"]["mae_s"] is None
     assert pooled["improvement_vs_free_flow"]["gateway"] is None
+
+
+def test_the_routing_stand_in_answers_the_free_flow_shortest_path() -> None:
+    graph = synthetic_city(7, 3.0, block_m=250.0)
+    routing, free_flow = GraphRouting(graph), FreeFlowModel(graph)
+    rng = random.Random(3)
+    for _ in range(20):
+        a, b = rng.randrange(graph.node_count), rng.randrange(graph.node_count)
+        (lat1, lon1), (lat2, lon2) = graph.coords[a], graph.coords[b]
+        leg = routing.route(round(lat1, 3), round(lon1, 3), round(lat2, 4), round(lon2, 4))
+        seconds, _, metres = free_flow.travel_mean_sd(
+            round(lat1, 3), round(lon1, 3), round(lat2, 4), round(lon2, 4), 0.0
+        )
+        assert leg is not None
+        assert [leg.duration_s, leg.distance_m] == pytest.approx([seconds, metres])
