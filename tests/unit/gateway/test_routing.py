@@ -1,72 +1,22 @@
-"""The routing engine as a prior, over real HTTP: an OSRM-shaped server on a free port.
-
-No OSRM package installs on these machines (Debian has none, PyPI none), so the server
-here answers OSRM's route service in its documented shape: ``code``, ``routes[].distance``
-(m) and ``routes[].duration`` (s) for ``/route/v1/{profile}/{lon},{lat};{lon},{lat}``.
-"""
+"""The routing engine as a prior, over real HTTP: an OSRM-shaped server on a free port
+(``tests.support.osrm``)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-import uvicorn
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
 from eta.speeds import RouteLeg, SpeedModel, SpeedPrior
 from gateway.metrics import Metrics
 from gateway.routing import OsrmRouting, RoutingConfig
 from gateway.server import build_runtime
 from gateway.settings import Settings
+from tests.support.osrm import osrm_server
 from tests.support.procs import free_port
-
-
-@dataclass
-class Osrm:
-    """What the server answers next (``answer``) and the coordinates it was asked for."""
-
-    answer: Any = None  # None: a route of 1.5 x the straight line at 10 m/s
-    status: int = 200
-    asked: list[tuple[float, float, float, float]] = field(default_factory=list)
-
-    async def route(self, request: Request) -> Response:
-        a, b = request.path_params["coords"].split(";")
-        lon1, lat1 = (float(x) for x in a.split(","))
-        lon2, lat2 = (float(x) for x in b.split(","))
-        self.asked.append((lat1, lon1, lat2, lon2))
-        if isinstance(self.answer, str):
-            return Response(self.answer, self.status)
-        body = self.answer or {
-            "code": "Ok",
-            "routes": [{"distance": 1500.0, "duration": 150.0, "weight": 150.0}],
-            "waypoints": [],
-        }
-        return JSONResponse(body, self.status)
-
-
-@contextlib.asynccontextmanager
-async def osrm_server() -> AsyncIterator[tuple[Osrm, str]]:
-    osrm = Osrm()
-    app = Starlette(routes=[Route("/route/v1/driving/{coords}", osrm.route)])
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error", lifespan="off")
-    )
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        await asyncio.sleep(0.01)
-    try:
-        yield osrm, f"http://127.0.0.1:{port}/"
-    finally:
-        server.should_exit = True
-        await task
 
 
 class Clock:
