@@ -7,6 +7,10 @@ stops (cells cached) and from a moving position (cells looked up), ``estimate_to
 fix. Baselines in the same run: bare haversine + one EWMA update (FACTS.md's 1.2 µs figure)
 and a constant-speed straight-line travel time.
 
+``estimate_tour_8_stops_routing_prior_us``: the same estimate with ``--routing-url``'s adapter
+as the prior, every leg in its cache: a routed leg's cells blend with its own prior speed,
+which cannot use the per-cell cache of the plain blend.
+
 ``engine_tick_after_a_year_us``: the engine's periodic re-estimate of one technician with
 five jobs open and a year of done jobs (five a day) filed, with the done jobs retired from
 the tour after a day (the default) and kept for ever (as before retirement existed).
@@ -14,6 +18,7 @@ the tour after a day (the default) and kept for ever (as before retirement exist
 
 from __future__ import annotations
 
+import asyncio
 import random
 import statistics
 import time
@@ -29,10 +34,11 @@ from eta.delay import AlertState, NotifyState, customer_notifications, evaluate
 from eta.durations import DurationModel
 from eta.estimate import TourStop, estimate_tour
 from eta.geo import haversine_m
-from eta.speeds import SpeedModel
+from eta.speeds import RouteLeg, SpeedModel
 from eta.trips import begin_trip, extend_trip
 from gateway.engine import Engine, EngineConfig
 from gateway.model import Fix, Job, Site, StatusChange, Window
+from gateway.routing import OsrmRouting
 
 T0 = 1_700_467_200.0  # Monday 08:00 UTC
 LAT0, LON0 = 60.17, 24.94
@@ -111,6 +117,28 @@ def _engine_tick_us(jobs: list[Job], kept_s: float, n: int) -> float:
     return _per_op_us(lambda i: engine.tick(T0 + 10.0 * (i + 1)), n, repeats=3)
 
 
+def _routed_tour_us(
+    fixes: list[tuple[float, float, float]], stops: list[TourStop], model: SpeedModel, n: int
+) -> float:
+    """``estimate_tour`` with ``--routing-url``'s adapter as the prior, every leg in its
+    cache (as once the fetcher has answered): the cost of asking it on the hot path."""
+    routing = OsrmRouting("http://127.0.0.1:9")
+    # The same learned state as ``model``, with the routing prior.
+    routed = SpeedModel.restore(model.snapshot(), model.prior, model.config, routing)
+    first = stops[0]
+    legs = [(*f[:2], first.lat, first.lon) for f in fixes]
+    legs += [(a.lat, a.lon, b.lat, b.lon) for a, b in pairwise(stops)]
+    for lat1, lon1, lat2, lon2 in legs:
+        leg = RouteLeg(haversine_m(lat1, lon1, lat2, lon2) * 1.3, 100.0)
+        routing._cache[routing.key(lat1, lon1, lat2, lon2)] = leg  # a warm cache
+    try:
+        return _per_op_us(
+            lambda i: estimate_tour(T0 + i, fixes[i % len(fixes)][:2], stops, routed), n
+        )
+    finally:
+        asyncio.run(routing.aclose())
+
+
 def run(quick: bool) -> dict[str, Any]:
     rng = random.Random(7)
     n = 20_000 if quick else 200_000
@@ -147,6 +175,7 @@ def run(quick: bool) -> dict[str, Any]:
     tour_us = _per_op_us(
         lambda i: estimate_tour(T0 + i, fixes[i % len(fixes)][:2], stops, model), n_tour
     )
+    routed_us = _routed_tour_us(fixes, stops, model, n_tour)
     durations = DurationModel()
     for _ in range(200):
         durations.observe_job(2400.0, 2400.0 * rng.choice((0.9, 1.0, 1.1, 1.5)))
@@ -189,6 +218,7 @@ def run(quick: bool) -> dict[str, Any]:
         "baseline_constant_speed_us": round(constant_us, 3),
         "estimate_tour_8_stops_us": round(tour_us, 2),
         "estimate_tour_8_stops_on_site_with_durations_us": round(tour_dur_us, 2),
+        "estimate_tour_8_stops_routing_prior_us": round(routed_us, 2),
         "extend_trip_us": round(trip_us, 3),
         "evaluate_8_jobs_us": round(evaluate_us, 3),
         "customer_notifications_8_jobs_us": round(notify_us, 3),
