@@ -367,8 +367,11 @@ def customer_notifications(
     """``arriving_soon`` and ``delayed``, each at most once per job.
 
     ``arriving_soon``: for the next job not yet reached, when its ETA is within
-    ``arriving_soon_s`` or -- if no job is being worked before it, so the technician is
-    driving there -- the position is within ``arriving_soon_m`` of its site.
+    ``arriving_soon_s`` or -- while the technician is driving there (the job ``en_route``,
+    none worked before it) -- the position is within ``arriving_soon_m`` of its site. Being
+    near is not enough otherwise: a first job round the corner from where the technician
+    parked last night, or the next one across the street from the last while its window
+    opens in two hours, is not "arriving soon".
     ``delayed``: for any job not yet reached whose P(missing the window) reaches
     ``late_probability``. ``arrived`` and ``done`` follow status changes and are the
     gateway's. Entries for jobs that left the tour or closed are dropped from the state.
@@ -421,7 +424,7 @@ def _arriving_soon(
     if position is not None and not working:
         distance = haversine_m(position[0], position[1], stop.lat, stop.lon)
         detail["distance_m"] = distance
-        near = distance <= cfg.arriving_soon_m
+        near = stop.state == "en_route" and distance <= cfg.arriving_soon_m
     if not near and e.eta - now > cfg.arriving_soon_s:
         return []
     return [Notification("arriving_soon", technician_id, e.job_id, now, detail)]

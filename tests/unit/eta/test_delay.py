@@ -436,6 +436,10 @@ def test_arriving_soon_by_distance_only_when_driving_there() -> None:
         ]
     )
     assert got == [[], [("arriving_soon", "A")]]
+    # Near but not on the way (last night's position, or waiting for a window): by ETA only.
+    planned = [stop("A", at_m=500)]
+    assert run_notify([(0, 0.0, [eta("A", 9000)], planned)]) == [[]]
+    assert run_notify([(0, 0.0, [eta("A", 590)], planned)]) == [[("arriving_soon", "A")]]
 
 
 def test_arriving_soon_detail() -> None:

@@ -926,3 +926,16 @@ def test_before_setting_off_the_first_eta_waits_for_the_usual_start() -> None:
     rig.status("k1", "on_site", clock(6, 6, 40))
     done = rig.status("k1", "done", clock(6, 6, 45))  # early: the next ETA moves
     assert only(done, "eta")[-1] == ("eta", "k2", "planned", eta(6, 6, 45))
+
+
+def test_a_first_job_round_the_corner_is_not_arriving_soon_at_dawn() -> None:
+    rig = Rig()
+    rig.fix(0, 0)  # parked for the night
+    # Booked at dawn, 800 m away, its window opening three hours later.
+    booked = rig.job("j1", 800, window=(3 * 3600, 5 * 3600), at=600)
+    assert only(booked, "notify") == []
+    assert only(rig.tick(1200), "notify") == []
+    # On the way and within a kilometre: now it is.
+    assert only(rig.status("j1", "en_route", 3 * 3600 - 300), "notify") == [
+        ("notify", "arriving_soon", "j1")
+    ]
