@@ -53,6 +53,12 @@ class RoutingConfig:
     profile: str = "driving"
 
 
+def leg_key(config: RoutingConfig, lat1: float, lon1: float, lat2: float, lon2: float) -> Key:
+    """A leg's ends snapped to the grid the engine is asked on (and the cache is keyed by)."""
+    o, d = config.origin_decimals, config.destination_decimals
+    return round(lat1, o), round(lon1, o), round(lat2, d), round(lon2, d)
+
+
 class OsrmRouting:
     """``eta.speeds.RoutingPrior`` backed by an OSRM-style HTTP engine."""
 
@@ -85,14 +91,10 @@ class OsrmRouting:
 
     # -- the estimate's side: synchronous, never waits ------------------------------------
 
-    def key(self, lat1: float, lon1: float, lat2: float, lon2: float) -> Key:
-        o, d = self.config.origin_decimals, self.config.destination_decimals
-        return round(lat1, o), round(lon1, o), round(lat2, d), round(lon2, d)
-
     def route(self, lat1: float, lon1: float, lat2: float, lon2: float) -> RouteLeg | None:
         """The cached route of the leg, or None (queued for fetching unless known unroutable
         or the engine is away)."""
-        key = self.key(lat1, lon1, lat2, lon2)
+        key = leg_key(self.config, lat1, lon1, lat2, lon2)
         leg = self._cache.get(key)
         if leg is not None:
             self._cache.move_to_end(key)

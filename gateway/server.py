@@ -20,7 +20,6 @@ from redis.exceptions import RedisError
 from dispatcher_feed.app import create_app
 from dispatcher_feed.context import AppContext
 from eta.delay import DelayConfig
-from eta.speeds import ModelConfig, SpeedModel
 from gateway.bus import Bus, MemoryBus
 from gateway.cancel import raise_if_cancelling
 from gateway.engine import Engine, EngineConfig
@@ -87,9 +86,11 @@ def engine_config(settings: Settings) -> EngineConfig:
 
 def engine_for(settings: Settings, metrics: Metrics) -> tuple[Engine, OsrmRouting | None]:
     """The engine, with the routing engine as its travel-time prior when one is given."""
-    routing = OsrmRouting(settings.routing_url, metrics) if settings.routing_url else None
-    model = SpeedModel(config=ModelConfig.for_zone(settings.timezone), routing=routing)
-    return Engine(engine_config(settings), model), routing
+    engine = Engine(engine_config(settings))
+    routing = None
+    if settings.routing_url:
+        routing = engine.model.routing = OsrmRouting(settings.routing_url, metrics)
+    return engine, routing
 
 
 async def build_runtime(settings: Settings) -> Runtime:

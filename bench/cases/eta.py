@@ -83,6 +83,7 @@ from gateway.bus import MemoryBus
 from gateway.errors import Rejected
 from gateway.metrics import Metrics
 from gateway.model import Event, Fix, Job, StatusUpdate, Technician
+from gateway.routing import RoutingConfig, leg_key
 from gateway.service import Gateway
 from gateway.store import MemoryStore
 from gateway.tours import tour_stop
@@ -181,6 +182,24 @@ class Day(Scenario):
         self.end = max(tr.trajectory.end for tr in self.traces)
 
 
+class NodeSnap:
+    """Points to their nearest road node and the metres to it, cached."""
+
+    def __init__(self, graph: RoadGraph) -> None:
+        self.graph = graph
+        self._nodes: dict[tuple[float, float], tuple[int, float]] = {}
+
+    def __call__(self, lat: float, lon: float) -> tuple[int, float]:
+        found = self._nodes.get((lat, lon))
+        if found is None:
+            node = self.graph.nearest_node(lat, lon)
+            found = (node, haversine_m(lat, lon, *self.graph.coords[node]))
+            if len(self._nodes) > 50_000:
+                self._nodes.clear()  # moving positions are one-off keys
+            self._nodes[(lat, lon)] = found
+        return found
+
+
 class FreeFlowModel(SpeedModel):
     """The OSRM-like baseline: shortest path at the speed limits, nothing learned.
 
@@ -191,18 +210,8 @@ class FreeFlowModel(SpeedModel):
     def __init__(self, graph: RoadGraph) -> None:
         super().__init__()
         self.graph = graph
-        self._nodes: dict[tuple[float, float], tuple[int, float]] = {}
+        self._snap = NodeSnap(graph)
         self._paths: dict[tuple[int, int], tuple[float, float]] = {}
-
-    def _snap(self, lat: float, lon: float) -> tuple[int, float]:
-        found = self._nodes.get((lat, lon))
-        if found is None:
-            node = self.graph.nearest_node(lat, lon)
-            found = (node, haversine_m(lat, lon, *self.graph.coords[node]))
-            if len(self._nodes) > 50_000:
-                self._nodes.clear()  # moving positions are one-off keys
-            self._nodes[(lat, lon)] = found
-        return found
 
     def _path(self, a: int, b: int) -> tuple[float, float]:
         found = self._paths.get((a, b))
@@ -242,26 +251,20 @@ class GraphRouting:
         self._into: list[list[int]] = [[] for _ in range(graph.node_count)]
         for e in graph.edges:
             self._into[e.v].append(e.edge_id)
-        self._nodes: dict[tuple[float, float], tuple[int, float]] = {}
+        self._snap = NodeSnap(graph)
+        self._grid = RoutingConfig()
         self._trees: dict[int, dict[int, tuple[float, float]]] = {}
 
     def route(self, lat1: float, lon1: float, lat2: float, lon2: float) -> RouteLeg | None:
-        a, access_a = self._snap(round(lat1, 3), round(lon1, 3))
-        b, access_b = self._snap(round(lat2, 4), round(lon2, 4))
+        lat1, lon1, lat2, lon2 = leg_key(self._grid, lat1, lon1, lat2, lon2)
+        a, access_a = self._snap(lat1, lon1)
+        b, access_b = self._snap(lat2, lon2)
         found = self._tree(b).get(a)
         if found is None:
             return None
         seconds, length = found
         access = access_a + access_b
         return RouteLeg(length + access, seconds + access / ACCESS_MPS)
-
-    def _snap(self, lat: float, lon: float) -> tuple[int, float]:
-        found = self._nodes.get((lat, lon))
-        if found is None:
-            node = self.graph.nearest_node(lat, lon)
-            access = haversine_m(lat, lon, *self.graph.coords[node])
-            found = self._nodes[(lat, lon)] = (node, access)
-        return found
 
     def _tree(self, dst: int) -> dict[int, tuple[float, float]]:
         """(free-flow seconds, metres) from every node that reaches ``dst``."""

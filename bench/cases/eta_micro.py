@@ -38,7 +38,7 @@ from eta.speeds import RouteLeg, SpeedModel
 from eta.trips import begin_trip, extend_trip
 from gateway.engine import Engine, EngineConfig
 from gateway.model import Fix, Job, Site, StatusChange, Window
-from gateway.routing import OsrmRouting
+from gateway.routing import OsrmRouting, leg_key
 
 T0 = 1_700_467_200.0  # Monday 08:00 UTC
 LAT0, LON0 = 60.17, 24.94
@@ -130,7 +130,7 @@ def _routed_tour_us(
     legs += [(a.lat, a.lon, b.lat, b.lon) for a, b in pairwise(stops)]
     for lat1, lon1, lat2, lon2 in legs:
         leg = RouteLeg(haversine_m(lat1, lon1, lat2, lon2) * 1.3, 100.0)
-        routing._cache[routing.key(lat1, lon1, lat2, lon2)] = leg  # a warm cache
+        routing._cache[leg_key(routing.config, lat1, lon1, lat2, lon2)] = leg  # a warm cache
     try:
         return _per_op_us(
             lambda i: estimate_tour(T0 + i, fixes[i % len(fixes)][:2], stops, routed), n
