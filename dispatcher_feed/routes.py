@@ -15,6 +15,7 @@ from dispatcher_feed.schemas import JobIn, PositionsIn, StatusIn, TechnicianIn
 from dispatcher_feed.sse import event_stream
 from dispatcher_feed.views import job_view, technician_view
 from gateway import codec
+from gateway.engine import check_site
 from gateway.errors import BadPayload
 from gateway.model import Customer, Event, Job, Site, StatusUpdate, Technician, Window
 from geofence.errors import FenceError
@@ -76,6 +77,12 @@ async def put_job(job_id: IdPath, body: JobIn, ctx: Ctx) -> dict[str, Any]:
         customer=Customer(body.customer.name, body.customer.ref),
         priority=body.priority,
     )
+    try:
+        # The site becomes a geofence (``job:{job_id}``): refuse one that cannot be
+        # (too close to a pole) before anything is stored.
+        check_site(job.site)
+    except FenceError as exc:
+        raise ApiError(422, "invalid_site", f"site: {exc}") from None
     return job_view(await ctx.gateway.put_job(job))
 
 
@@ -101,7 +108,14 @@ async def get_job(job_id: str, ctx: Ctx) -> dict[str, Any]:
 @api.post("/jobs/{job_id}/status")
 async def set_job_status(job_id: str, body: StatusIn, ctx: Ctx) -> dict[str, Any]:
     """A dispatcher's status change (source ``api``), e.g. cancelling a job."""
-    ts = body.ts if body.ts is not None else time.time()
+    now = time.time()
+    ts = body.ts if body.ts is not None else now
+    try:
+        # As for a device: a status from the future would lock the job against every
+        # change until then (a later change must not be older than the last).
+        codec.check_ts(ts, now)
+    except BadPayload as exc:
+        raise ApiError(422, exc.code, exc.reason) from None
     update = StatusUpdate("", ts, job_id, body.status, body.note)
     try:
         job = await ctx.gateway.report_status(update, source="api")

@@ -10,7 +10,10 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 Id = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
 Lat = Annotated[float, Field(ge=-90, le=90, allow_inf_nan=False)]
 Lon = Annotated[float, Field(ge=-180, le=180, allow_inf_nan=False)]
-EpochS = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+# Times a plan may hold: from 1970 to the end of 2099. Beyond that nothing is a booking,
+# and local calendar days (tours, KPIs) cannot be computed near year 10000.
+MAX_EPOCH_S = 4_102_444_800.0  # 2100-01-01T00:00:00Z
+EpochS = Annotated[float, Field(ge=0, le=MAX_EPOCH_S, allow_inf_nan=False)]
 
 
 class TechnicianIn(BaseModel):

@@ -15,6 +15,7 @@ day and a live one behave the same.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
@@ -58,11 +59,14 @@ from gateway.events import (
     notify_event,
     reoptimize_event,
 )
-from gateway.model import Event, Fix, Job, StatusUpdate
+from gateway.model import Event, Fix, Job, Site, StatusUpdate
 from gateway.tours import TourBook, arrived_at, tour_stop
 from geofence.detect import DetectorConfig, Presence, Transition, detect, tick
+from geofence.errors import FenceError
 from geofence.index import FenceIndex
 from geofence.shapes import Fence, circle_fence
+
+log = logging.getLogger("fieldtrack.engine")
 
 SITE_PREFIX = "job:"
 # Job states in which the delay rules expect fixes from the technician (eta.delay).
@@ -206,8 +210,18 @@ class Engine:
 
     def load_jobs(self, jobs: list[Job]) -> None:
         for job in jobs:
-            self.tours.put(job)
-            self._site_fence(job)
+            # A job stored by an older version that let it in (a window past year 9999, a
+            # site at a pole) must not keep the gateway from starting: left out, logged.
+            try:
+                self.tours.put(job)
+            except (ValueError, OverflowError, OSError) as exc:
+                log.error("job %r left out of the tours: %s", job.job_id, exc)
+                continue
+            try:
+                self._site_fence(job)
+            except FenceError as exc:
+                self._sites.pop(job.job_id, None)
+                log.error("job %r has no site fence: %s", job.job_id, exc)
 
     def job_changed(self, job: Job, now: float, created: bool = False) -> Effects:
         """A job was created, edited or changed state (through the API or a status)."""
@@ -552,6 +566,11 @@ class Engine:
         if tech is None:
             tech = self.techs[technician_id] = TechTrack()
         return tech
+
+
+def check_site(site: Site) -> None:
+    """Raise ``FenceError`` if a job's site cannot be its automatic fence (near a pole)."""
+    circle_fence(SITE_PREFIX + "_", site.lat, site.lon, site.radius_m, kind="site")
 
 
 def site_fence(job: Job, dwell_s: float) -> Fence | None:

@@ -104,6 +104,9 @@ class TourBook:
 
     def put(self, job: Job) -> Job | None:
         """File (or re-file) a job; returns the previous version."""
+        # First what can fail (a window too far out for a calendar date): then a job
+        # that cannot be filed leaves the book as it was.
+        day = job_day(job, self.tz) if job.technician_id is not None else None
         previous_owner = self._owner.get(job.job_id)
         previous = None
         if previous_owner is not None:
@@ -113,7 +116,7 @@ class TourBook:
         if job.technician_id is not None:
             self._tours.setdefault(job.technician_id, {})[job.job_id] = job
             self._owner[job.job_id] = job.technician_id
-            self._days[job.job_id] = job_day(job, self.tz)
+            self._days[job.job_id] = day
         else:
             self._owner.pop(job.job_id, None)
             self._days.pop(job.job_id, None)

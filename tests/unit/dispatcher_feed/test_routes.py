@@ -138,6 +138,8 @@ VALIDATION: list[tuple[str, str, Any, str]] = [
      "site: Value error, site at lat=0, lon=0 is almost certainly a missing location"),
     ("PUT", JOB, {"site": SITE, "window": {"start": 10, "end": 5}},
      "window: Value error, window.end is before window.start"),
+    ("PUT", JOB, {"site": SITE, "window": {"start": 10, "end": 1e300}},
+     "window.end: Input should be less than or equal to 4102444800"),
     ("PUT", JOB, {"site": SITE, "priority": "asap"},
      "priority: Input should be 'normal' or 'urgent'"),
     ("POST", f"{JOB}/status", {"status": "planned"}, f"status: Input should be {STATES}"),
@@ -204,6 +206,21 @@ async def test_put_and_get_job(api: httpx.AsyncClient) -> None:
     assert (r.status_code, r.json()) == (404, {"error": "not_found", "reason": "no job 'j9'"})
 
 
+async def test_a_site_that_cannot_be_a_fence_is_422_and_not_stored(
+    api: httpx.AsyncClient,
+) -> None:
+    # Valid latitude, but its automatic site fence cannot be built that close to a pole.
+    for site in ({"lat": 88, "lon": 24}, {"lat": 84.99, "lon": 24, "radius_m": 5000}):
+        r = await api.put("/api/v1/jobs/polar", json={**JOB_BODY, "site": site})
+        assert r.status_code == 422
+        assert r.json() == {
+            "error": "invalid_site",
+            "reason": "site: fence too close to a pole (|lat| > 85)",
+        }
+    assert (await api.get("/api/v1/jobs/polar")).status_code == 404
+    assert (await api.get("/api/v1/geofences")).status_code == 200
+
+
 async def test_jobs_list_and_tour_order(api: httpx.AsyncClient) -> None:
     for job_id, tech, seq in [("j1", "t1", 3), ("j2", "t1", 1), ("j3", "t2", 0), ("j4", "t1", 2)]:
         await api.put(
@@ -247,6 +264,9 @@ async def test_job_status_history(api: httpx.AsyncClient) -> None:
         ([None], {"status": "done"}, 409, "bad_transition"),
         ([None, {"status": "en_route", "ts": 1_700_000_500}],
          {"status": "on_site", "ts": 1_700_000_400}, 409, "stale_status"),
+        # From the future (it would lock the job until then) or before 2000: as over MQTT.
+        ([None], {"status": "en_route", "ts": time.time() + 86_400}, 422, "future_ts"),
+        ([None], {"status": "en_route", "ts": 100}, 422, "bad_ts"),
     ],
 )  # fmt: skip
 async def test_refused_status_changes(

@@ -939,3 +939,25 @@ def test_a_first_job_round_the_corner_is_not_arriving_soon_at_dawn() -> None:
     assert only(rig.status("j1", "en_route", 3 * 3600 - 300), "notify") == [
         ("notify", "arriving_soon", "j1")
     ]
+
+
+def test_stored_jobs_the_engine_cannot_use_are_left_out_not_fatal(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # What an older version let into the store: a window beyond year 9999, a site at a
+    # pole. Loading them must not stop the gateway from starting (it did, in a loop).
+    engine = Engine(EngineConfig(), model=frozen_model())
+    site = Site(60.0, 25.0, 80.0)
+    window = Window(1_700_000_000.0, 1_700_003_600.0)
+    jobs = [
+        Job("far", "t1", site, window=Window(1e300, 1e300)),
+        Job("polar", "t1", Site(88.0, 25.0, 80.0), window=window),
+        Job("fine", "t1", site, window=window),
+    ]
+    engine.load_jobs(jobs)
+    assert sorted(j.job_id for j in engine.tours.tour("t1")) == ["fine", "polar"]
+    assert sorted(engine.fences.fences) == ["job:fine"]
+    assert [r.getMessage().split(":")[0] for r in caplog.records] == [
+        "job 'far' left out of the tours",
+        "job 'polar' has no site fence",
+    ]

@@ -235,3 +235,15 @@ def test_retire_forgets_jobs_closed_long_enough_ago() -> None:
     # A tour left empty removes its technician.
     book.put(msgspec.structs.replace(closed("t3-only", 1, MORNING, at=MORNING), technician_id="t3"))
     assert len(book.retire("t3", before=MORNING + 1)) == 1 and "t3" not in book.technicians()
+
+
+def test_a_job_that_cannot_be_filed_leaves_the_book_as_it_was() -> None:
+    book = TourBook()
+    good = job_with([], window=Window(MORNING, MORNING + HOUR))
+    book.put(good)
+    # A window past year 9999 has no calendar day: refused before anything moves.
+    beyond = msgspec.structs.replace(good, window=Window(1e300, 1e300))
+    with pytest.raises((OverflowError, ValueError)):
+        book.put(beyond)
+    assert book.get("j1") == good
+    assert book.tour_days("t1") == [(good, service_day(MORNING, UTC))]
