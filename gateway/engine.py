@@ -273,7 +273,8 @@ class Engine:
         elif job.state == "done":
             out.events.append(notify_event("done", job, now))
             self._learn_duration(previous, now)
-        if previous.state == "paused" and job.state != "paused":
+        # (A pause on the way set back to planned did not end in going on.)
+        if previous.state == "paused" and job.state not in ("paused", "planned"):
             self._learn_pause(previous, now)
         if job.state in CLOSED_STATES and job.job_id in tech.left_open:
             tech.left_open.discard(job.job_id)

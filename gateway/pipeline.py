@@ -73,7 +73,11 @@ def apply_status(
     provisional = source == "device" and last is not None and last.source == "geofence"
     if update.status == job.state and not provisional:
         return StatusOutcome(job, changed=False)
-    if last is not None and update.ts < last.ts and not provisional:
+    # A set-back to planned (``set_back``) is stamped by the gateway's clock; the next
+    # status comes from a device's, which may run behind. What a new status must not be
+    # older than is the last change a technician or dispatcher made.
+    anchor = next((c for c in reversed(job.history) if c.status != "planned"), None)
+    if anchor is not None and update.ts < anchor.ts and not provisional:
         raise Rejected(
             "stale_status",
             f"{update.status} at {update.ts:.3f}".rstrip("0").rstrip(".")
@@ -94,6 +98,15 @@ def apply_status(
     )
     new = msgspec.structs.replace(job, state=update.status, history=(*job.history, change))
     return StatusOutcome(new, changed=True)
+
+
+def set_back(job: Job, ts: float, source: str, note: str) -> Job:
+    """The job as it is when its technician is no longer on the way to it: ``planned``
+    again (another job took them, or it went to someone else). Not a transition a device
+    may ask for; the gateway makes it, so that a technician is on the way to one job at
+    a time and only that job's customer sees them coming."""
+    change = StatusChange(ts=ts, status="planned", previous=job.state, source=source, note=note)
+    return msgspec.structs.replace(job, state="planned", history=(*job.history, change))
 
 
 def status_event(job: Job, change: StatusChange) -> Event:

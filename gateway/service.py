@@ -29,9 +29,10 @@ from gateway.errors import BadPayload, Rejected
 from gateway.events import fence_changed, job_changed
 from gateway.metrics import Metrics
 from gateway.model import Event, Fix, Job, StatusUpdate, Technician, valid_id
-from gateway.pipeline import apply_status, position_event, status_event
+from gateway.pipeline import apply_status, position_event, set_back, status_event
 from gateway.store import Store, Verdict
 from gateway.topics import Route, TopicScheme
+from gateway.tours import travelling
 from geofence.errors import FenceError
 from geofence.shapes import Fence, fence_from_geojson
 
@@ -350,6 +351,21 @@ class Gateway:
         events = await self._put_job(new, [status_event(new, new.history[-1])])
         if self.inline_engine:
             events += await self._apply(self.engine.job_changed(new, update.ts))
+        if new.technician_id is not None and (travelling(new) or new.state == "on_site"):
+            # On the way to (or at) this job, so no longer on the way to another: that
+            # one is planned again, and its customer stops seeing the technician.
+            note = f"superseded: {new.state} at {new.job_id}"
+            for other in await self.store.jobs_of(new.technician_id):
+                last = other.history[-1].ts if other.history else 0.0
+                if other.job_id != new.job_id and travelling(other) and last <= update.ts:
+                    events += await self._set_back(other, update.ts, "gateway", note)
+        return events
+
+    async def _set_back(self, job: Job, ts: float, source: str, note: str) -> list[Event]:
+        back = set_back(job, ts, source, note)
+        events = await self._put_job(back, [status_event(back, back.history[-1])])
+        if self.inline_engine:
+            events += await self._apply(self.engine.job_changed(back, ts))
         return events
 
     async def _put_job(self, job: Job, events: list[Event]) -> list[Event]:
@@ -483,7 +499,14 @@ class Gateway:
     async def put_job(self, job: Job) -> Job:
         """Create or update a job; its live state and history are kept on update."""
         existing = await self.store.get_job(job.job_id)
+        now = self.clock()
+        reassigned: list[Event] = []
         if existing is not None:
+            if existing.technician_id != job.technician_id and travelling(existing):
+                # Whoever was on the way to it is not any more; the new technician is
+                # not yet (they say so with their own en_route).
+                existing = set_back(existing, now, "api", f"reassigned to {job.technician_id}")
+                reassigned = [status_event(existing, existing.history[-1])]
             job = msgspec.structs.replace(
                 job,
                 state=existing.state,
@@ -493,8 +516,9 @@ class Gateway:
                 delay_s=existing.delay_s,
                 predictions=existing.predictions,
             )
-        now = self.clock()
-        events = await self._put_job(job, [job_changed(job, now, created=existing is None)])
+        events = await self._put_job(
+            job, [*reassigned, job_changed(job, now, created=existing is None)]
+        )
         if self.inline_engine:
             events += await self._apply(self.engine.job_changed(job, now, existing is None))
             job = self.engine.tours.get(job.job_id) or job

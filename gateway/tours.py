@@ -38,6 +38,13 @@ def arrived_at(job: Job) -> float | None:
     return arrived
 
 
+def travelling(job: Job) -> bool:
+    """On the way to the job: ``en_route``, or paused or resumed before arriving."""
+    if job.state == "en_route":
+        return True
+    return job.state in ("paused", "resumed") and arrived_at(job) is None
+
+
 def pauses(job: Job) -> tuple[float, float | None]:
     """(seconds paused on site in finished pauses, start of the current pause or None).
 

@@ -102,6 +102,8 @@ def test_history_sets_the_start_of_the_drive() -> None:
         ((("on_site", 1.0), ("done", 2.0)), False, "done"),
         ((("cancelled", 1.0),), False, "cancelled"),
         ((("en_route", 1.0), ("failed", 2.0)), False, "failed"),
+        # Set back by the gateway: the technician went to another job first.
+        ((("en_route", 1.0), ("planned", 2.0)), False, "scheduled"),
     ],
 )
 def test_phase_from_history(
@@ -116,6 +118,16 @@ def test_reassignment_follows_the_status_event() -> None:
     watch = JobWatch(job())
     assert watch.observe(status("j1", "en_route", 10.0, tech="t2"))
     assert [watch.observe(pos("t1", 11.0)), watch.observe(pos("t2", 11.0))] == [False, True]
+
+
+def test_set_back_to_planned_stops_positions_until_set_off_again() -> None:
+    watch = JobWatch(job())
+    watch.observe(status("j1", "en_route", 10.0))
+    assert watch.observe(pos("t1", 11.0))
+    assert watch.observe(status("j1", "planned", 12.0))  # en route to another job now
+    assert (watch.observe(pos("t1", 13.0)), watch.phase) == (False, "scheduled")
+    watch.observe(status("j1", "en_route", 20.0))
+    assert [watch.observe(pos("t1", ts)) for ts in (19.0, 21.0)] == [False, True]
 
 
 def test_arrived_or_done_notification_stops_positions() -> None:

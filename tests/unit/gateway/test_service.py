@@ -168,6 +168,55 @@ async def test_statuses_drive_the_job(rig: Rig) -> None:
     assert rig.metrics.ignored.get("repeated_status") == 1
 
 
+async def test_setting_off_for_another_job_sets_the_first_back_to_planned(rig: Rig) -> None:
+    # A technician drives to one place at a time: en route to job-2 (or on site there)
+    # means no longer en route to job-1, whose customer must stop seeing them coming.
+    await rig.gateway.put_job(Job("job-2", "tech-1", Site(60.3, 24.9), sequence=2))
+    await rig.gateway.put_job(Job("job-3", "tech-1", Site(60.4, 24.9), sequence=3))
+    batch = [
+        msg("fleet/dev-1/status", status("en_route", NOW - 30)),
+        msg("fleet/dev-1/status", status("en_route", NOW - 20, "job-2")),
+        msg("fleet/dev-1/status", status("on_site", NOW - 10, "job-3")),
+    ]
+    assert (await rig.gateway.handle_batch(batch)).dead_letters == []
+    statuses = [e for e in rig.events() if e["type"] == "status"]
+    assert [(e["job_id"], e["status"], e["previous"], e["source"]) for e in statuses] == [
+        ("job-1", "en_route", "planned", "device"),
+        ("job-2", "en_route", "planned", "device"),
+        ("job-1", "planned", "en_route", "gateway"),
+        ("job-3", "on_site", "planned", "device"),
+        ("job-2", "planned", "en_route", "gateway"),
+    ]
+    states = {j.job_id: j.state for j in await rig.store.jobs_of("tech-1")}
+    assert states == {"job-1": "planned", "job-2": "planned", "job-3": "on_site"}
+    job = await rig.store.get_job("job-1")
+    assert job is not None
+    last = job.history[-1]
+    assert (last.ts, last.note) == (NOW - 20, "superseded: en_route at job-2")
+    # Planned again, it can be set off for again.
+    await rig.gateway.handle_batch([msg("fleet/dev-1/status", status("en_route", NOW - 5))])
+    job = await rig.store.get_job("job-1")
+    assert job is not None and job.state == "en_route"
+
+
+async def test_a_job_en_route_handed_to_another_technician_is_planned_again(rig: Rig) -> None:
+    await rig.gateway.put_technician(Technician("tech-2", "Bo", ("dev-2",)))
+    await rig.gateway.handle_batch([msg("fleet/dev-1/status", status("en_route", NOW - 30))])
+    rig.events()
+    moved = await rig.gateway.put_job(Job("job-1", "tech-2", Site(60.2, 24.9)))
+    assert (moved.state, moved.history[-1].source, moved.history[-1].note) == (
+        "planned", "api", "reassigned to tech-2",
+    )  # fmt: skip
+    [event] = rig.events()
+    assert (event["status"], event["previous"], event["technician_id"]) == (
+        "planned", "en_route", "tech-1",
+    )  # fmt: skip
+    # Edited without a new technician: its state stays.
+    await rig.gateway.handle_batch([msg("fleet/dev-2/status", status("en_route", NOW - 5))])
+    again = await rig.gateway.put_job(Job("job-1", "tech-2", Site(60.2, 24.9), sequence=3))
+    assert again.state == "en_route"
+
+
 @pytest.mark.parametrize(
     ("topic", "payload", "reason"),
     [
