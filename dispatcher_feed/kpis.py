@@ -7,6 +7,7 @@ fixes; ``eta.kpi`` does the arithmetic.
 
 from __future__ import annotations
 
+import time
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
@@ -86,6 +87,7 @@ async def get_kpis(
     fixes = await fix_records(ctx.store, since, until, technician_id)
     cfg = KpiConfig(tz=ZoneInfo(ctx.settings.timezone))
     result = compute_kpis(
-        records, preds, fixes, since=since, until=until, technician_id=technician_id, cfg=cfg
-    )
+        records, preds, fixes, since=since, until=until, technician_id=technician_id, cfg=cfg,
+        now=time.time(),
+    )  # fmt: skip
     return {"since": since, "until": until, "technician_id": technician_id, **result}

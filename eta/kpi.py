@@ -88,18 +88,20 @@ def compute_kpis(
     since: float | None = None,
     until: float | None = None,
     technician_id: str | None = None,
+    now: float | None = None,
 ) -> dict[str, Any]:
     """All KPIs over jobs, predictions and fixes within [since, until) and one technician.
 
     A job belongs to the period by its arrival (else its finish, else its window start);
-    a prediction by its job; a fix by its time.
+    a prediction by its job; a fix by its time. ``now``: SLA compliance leaves out jobs
+    still open within their window (see ``sla_compliance``).
     """
     picked = [j for j in jobs if _job_in(j, since, until, technician_id)]
     ids = {j.job_id for j in picked}
     return {
         "jobs": len(picked),
         "punctuality": punctuality(picked),
-        "sla": sla_compliance(picked, cfg.sla_grace_s),
+        "sla": sla_compliance(picked, cfg.sla_grace_s, now),
         "eta_error": eta_error([p for p in predictions if p.job_id in ids], cfg),
         "km_driven": km_driven(
             [
@@ -152,11 +154,19 @@ def punctuality(jobs: Sequence[JobRecord]) -> dict[str, Any]:
     }
 
 
-def sla_compliance(jobs: Sequence[JobRecord], grace_s: float = 0.0) -> dict[str, Any]:
-    """Jobs done by window end + grace, among non-cancelled jobs with a window end."""
+def sla_compliance(
+    jobs: Sequence[JobRecord], grace_s: float = 0.0, now: float | None = None
+) -> dict[str, Any]:
+    """Jobs done by window end + grace, among non-cancelled jobs with a window end that are
+    due: finished (done or failed), or still open with their deadline passed by ``now``. A
+    job still open within its window has not missed anything yet (None: every job is due,
+    as in a period that is over)."""
     due = met = 0
     for j in jobs:
         if j.state == "cancelled" or j.window_end is None:
+            continue
+        pending = j.state not in ("done", "failed") and now is not None
+        if pending and now <= j.window_end + grace_s:
             continue
         due += 1
         finished = j.finished_at

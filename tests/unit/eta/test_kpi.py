@@ -54,6 +54,23 @@ def test_sla_compliance(grace: float, met: int) -> None:
     assert sla_compliance(JOBS, grace) == {"due": 5, "met": met, "rate": met / 5}
 
 
+@pytest.mark.parametrize(
+    ("now", "due", "met"),
+    [
+        (None, 5, 2),  # a period that is over: J7, never done, missed its window
+        (at(17), 4, 2),  # J7 still open within its window: not missed yet
+        (at(18), 4, 2),  # ... up to its very end
+        (at(18) + 1, 5, 2),  # then it is
+        (at(11), 4, 2),  # finished jobs count whenever they finished
+    ],
+)
+def test_sla_leaves_out_open_jobs_still_within_their_window(
+    now: float | None, due: int, met: int
+) -> None:
+    assert sla_compliance(JOBS, 0.0, now) == {"due": due, "met": met, "rate": met / due}
+    assert compute_kpis(JOBS, now=now)["sla"]["due"] == due
+
+
 def test_onsite_time() -> None:
     assert onsite_time(JOBS) == {
         "total_s": pytest.approx(13200.0),
