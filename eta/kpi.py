@@ -165,8 +165,7 @@ def sla_compliance(
     for j in jobs:
         if j.state == "cancelled" or j.window_end is None:
             continue
-        pending = j.state not in ("done", "failed") and now is not None
-        if pending and now <= j.window_end + grace_s:
+        if j.state not in ("done", "failed") and now is not None and now <= j.window_end + grace_s:
             continue
         due += 1
         finished = j.finished_at
