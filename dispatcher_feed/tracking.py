@@ -215,8 +215,7 @@ async def create_link(
         "url": url,
         "expires_at": expires,
     }
-    await ctx.bus.publish([event])
-    ctx.metrics.events.inc(1.0, "notify")
+    await ctx.gateway.publish_notice(event)
     return {"url": url, "token": token, "expires_at": expires, "job_id": job_id}
 
 

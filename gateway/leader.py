@@ -59,6 +59,8 @@ end
 return 0
 """
 FOLLOWED: Final = frozenset({"position", "status", "job", "fence"})
+# Notifications made outside the engine, which the leader relays to MQTT out.
+RELAYED: Final = frozenset({"tracking_link"})
 CHECKPOINT_EVERY_S: Final = 1.0
 
 
@@ -192,6 +194,10 @@ class EngineLeader:
                 effects = engine.job_changed(job, float(event["ts"]), created)
         elif kind == "fence":
             await reload_fence(gateway, engine, event["geofence_id"])
+        elif kind == "notify":
+            # Made by an HTTP request in any process (Gateway.publish_notice): the
+            # stream has it; MQTT out gets it from here.
+            gateway.relay(event)
         await gateway.publish_effects(effects)
 
     def _replayed(self, event_id: str | None) -> bool:
@@ -221,7 +227,8 @@ def before_change(job: Job, event: Event) -> Job | None:
 
 
 def _followed(event: Event) -> bool:
-    return event.get("type") in FOLLOWED
+    kind = event.get("type")
+    return kind in FOLLOWED or (kind == "notify" and event.get("notification") in RELAYED)
 
 
 async def fresh_engine(gateway: Gateway) -> Engine:

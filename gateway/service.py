@@ -391,10 +391,7 @@ class Gateway:
             kind = event["type"]
             self.metrics.events.inc(1.0, kind)
             if outbox and kind in MQTT_OUT_TYPES:
-                if len(self.outbox) == self.outbox.maxlen:
-                    self.metrics.outbox_dropped.inc()
-                self.outbox.append(event)
-                self.outbox_ready.set()
+                self.relay(event)
 
     async def ingest_fixes(self, fixes: Sequence[Fix]) -> IngestSummary:
         """HTTP ingestion of fixes the codec has already validated."""
@@ -409,6 +406,21 @@ class Gateway:
         job = await self.store.get_job(update.job_id)
         assert job is not None  # apply_status raised otherwise
         return job
+
+    async def publish_notice(self, event: Event) -> None:
+        """An event made outside the engine (a tracking link issued): to the feed, and
+        to MQTT out if its type goes there. With the engine run by an elected leader
+        (Redis), the feed is the stream, and the leader, which follows it, relays the
+        event to MQTT (``relay``): this process may serve HTTP only."""
+        await self._publish([event], outbox=self.inline_engine)
+
+    def relay(self, event: Event) -> None:
+        """Queue an event already on the feed for MQTT out (the leader's side of
+        ``publish_notice``)."""
+        if len(self.outbox) == self.outbox.maxlen:
+            self.metrics.outbox_dropped.inc()
+        self.outbox.append(event)
+        self.outbox_ready.set()
 
     async def publish_effects(self, effects: Effects) -> None:
         """What an engine fed from the bus produced (the leader's path)."""

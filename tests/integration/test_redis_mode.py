@@ -76,6 +76,17 @@ async def test_worker_ingests_leader_runs_engine_api_node_streams(
         assert (enter.data["transition"], enter.data["geofence_id"]) == ("enter", "job:j1")
         r = await http.get("/api/v1/devices/d1/positions")
         assert [p["lat"] for p in r.json()] == [60.19, 60.2, 60.2]
+        # A tracking link issued on the HTTP-only node reaches MQTT out through the leader.
+        async with aiomqtt.Client("127.0.0.1", broker.port) as client:
+            await client.subscribe(f"{prefix}/out/notify", qos=1)
+            link = (await http.post("/api/v1/jobs/j1/tracking-link")).json()
+            async with asyncio.timeout(10):
+                async for message in client.messages:  # the engine's own come too
+                    assert isinstance(message.payload, bytes)
+                    notice = json.loads(message.payload)
+                    if notice["notification"] == "tracking_link":
+                        break
+        assert notice["url"] == link["url"]
 
 
 async def test_learned_model_survives_a_new_leader(redis: RedisServer, prefix: str) -> None:

@@ -87,6 +87,7 @@ async def test_issue_returns_the_link_and_announces_it(
         "url": link["url"], "expires_at": link["expires_at"],
     }  # fmt: skip
     assert ctx.metrics.events.get("notify") == 1
+    assert list(ctx.gateway.outbox) == [event]  # for fleet/out/notify
 
 
 @pytest.mark.parametrize(
