@@ -53,6 +53,7 @@ from eta.spread import BandScale
 from eta.trips import Trip, begin_trip, extend_trip, finish_trip
 from gateway.events import (
     alert_event,
+    closed_eta_event,
     eta_event,
     geofence_event,
     notification_event,
@@ -421,6 +422,9 @@ class Engine:
         self._sample_bands(tech, by_id, etas, now)
         for e in etas:
             out.extend(self._publish_eta(tech, by_id[e.job_id], e, now))
+        predicted = {e.job_id for e in etas}
+        for job_id in [j for j in tech.published if j not in predicted]:
+            out.extend(self._unpublish(tech, job_id, by_id.get(job_id), now))
         cfg = self.config.delay
         last_fix_ts = fix.ts if fix is not None else tech.active_since
         stopped_since = tech.stop.since if tech.stop is not None else None
@@ -493,6 +497,24 @@ class Engine:
             delay_s=round(e.delay_s, 1),
             predictions=predictions,
         )
+        self.tours.put(updated)
+        out.jobs.append(updated)
+        return out
+
+    def _unpublish(self, tech: TechTrack, job_id: str, job: Job | None, now: float) -> Effects:
+        """A job with a published ETA that has none any more. Closed (done, cancelled,
+        failed): its state changed, so one last ``eta`` event says so with no ETA, and the
+        stored job's ETA fields are cleared. Gone from the tour (given to another
+        technician, or retired): forgotten here; the new technician's estimate speaks."""
+        out = Effects()
+        if job is None:
+            del tech.published[job_id]
+            return out
+        if job.state not in CLOSED_STATES:
+            return out  # open, just not estimable now (no position): it keeps its last ETA
+        del tech.published[job_id]
+        out.events.append(closed_eta_event(job, now))
+        updated = msgspec.structs.replace(job, eta=None, eta_p90=None, delay_s=None)
         self.tours.put(updated)
         out.jobs.append(updated)
         return out

@@ -56,6 +56,23 @@ def eta_event(job: Job, e: JobEta, ts: float) -> Event:
     }
 
 
+def closed_eta_event(job: Job, ts: float) -> Event:
+    """A job that had an ETA was closed (done, cancelled, failed): no ETA any more."""
+    return {
+        "type": "eta",
+        "ts": ts,
+        "job_id": job.job_id,
+        "technician_id": job.technician_id,
+        "state": job.state,
+        "eta": None,
+        "eta_p10": None,
+        "eta_p90": None,
+        "delay_s": None,
+        "late_probability": None,
+        "departure": None,
+    }
+
+
 def alert_event(alert: Alert, device_id: str | None = None) -> Event:
     event: Event = {
         "type": "alert",

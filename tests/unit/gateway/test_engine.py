@@ -58,7 +58,8 @@ def brief(e: Event) -> Brief:
     """The part of an event a script pins down; times relative to T."""
     kind = e["type"]
     if kind == "eta":
-        return ("eta", e["job_id"], e["state"], round(e["eta"] - T, 1))
+        eta = e["eta"]
+        return ("eta", e["job_id"], e["state"], None if eta is None else round(eta - T, 1))
     if kind == "alert":
         return ("alert", e["alert"], e["job_id"], e.get("cleared", False))
     if kind == "reoptimize":
@@ -508,6 +509,7 @@ def test_golden_overrun_cascade() -> None:
     assert briefs(done) == [
         ("status", "j1", "done", "device"),
         ("notify", "done", "j1"),
+        ("eta", "j1", "done", None),  # closed: no ETA any more
         ("alert", "overrun", "j1", True),  # j2's ETA moved 20 s: not published
     ]
     cleared = done[-1]
@@ -862,7 +864,11 @@ def test_jobs_closed_a_day_ago_leave_the_tour_and_what_was_kept_on_them() -> Non
     rig.job("gone", 500, seq=3, window=(0, 7200))
     rig.status("gone", "cancelled", 1100)  # published ETAs and bands, never reached
     tech = rig.engine.techs["t1"]
-    assert {"j1", "gone"} <= set(tech.published) and "gone" in tech.band_samples
+    # Closed: their last eta event said so (no ETA) and nothing is published for them.
+    assert not {"j1", "gone"} & set(tech.published) and "gone" in tech.band_samples
+    for job_id in ("j1", "gone"):
+        closed = rig.engine.tours.get(job_id)
+        assert closed is not None and (closed.eta, closed.eta_p90, closed.delay_s) == (None,) * 3
     rig.tick(1200)  # the first tick retires what is old enough: nothing yet
     assert [j.job_id for j in rig.engine.tours.tour("t1")] == ["j1", "j2", "gone"]
     rig.fix(DAY + 1200, 0)  # a day later by the technician's clock: both are old enough
@@ -925,7 +931,10 @@ def test_before_setting_off_the_first_eta_waits_for_the_usual_start() -> None:
     rig.job("k2", 3000, seq=2, window=(clock(6, 6), clock(6, 9)), at=clock(6, 5))
     rig.status("k1", "on_site", clock(6, 6, 40))
     done = rig.status("k1", "done", clock(6, 6, 45))  # early: the next ETA moves
-    assert only(done, "eta")[-1] == ("eta", "k2", "planned", eta(6, 6, 45))
+    assert only(done, "eta") == [
+        ("eta", "k2", "planned", eta(6, 6, 45)),
+        ("eta", "k1", "done", None),
+    ]
 
 
 def test_a_first_job_round_the_corner_is_not_arriving_soon_at_dawn() -> None:
