@@ -32,8 +32,15 @@ def frame(event_id: str, event_type: str, data: bytes) -> bytes:
     return b"id: %s\nevent: %s\ndata: %s\n\n" % (event_id.encode(), event_type.encode(), data)
 
 
+# Sent first on a resume the bus cannot replay in full (``Subscription.gap``): the
+# client's state may have missed events, so it refetches it (GET technicians, jobs).
+RESET = b'event: reset\ndata: {"type":"reset","reason":"events_lost"}\n\n'
+
+
 async def _frames(sub: Subscription, metrics: Metrics) -> AsyncIterator[bytes]:
     yield b"retry: %d\n\n" % RETRY_MS
+    if sub.gap:
+        yield RESET
     queue = sub.queue
     while not sub.overflowed.is_set():
         chunk = [frame(*await queue.get())]

@@ -330,7 +330,8 @@ async def _customer_stream(
         ctx.sse_clients.n += 1
         try:
             yield b"retry: %d\n\n" % RETRY_MS
-            if last_id is None:
+            # A resume the bus cannot replay in full gets the whole state again.
+            if last_id is None or sub.gap:
                 first = await _snapshot(ctx.store, job, view, state)
                 yield b"event: snapshot\ndata: %s\n\n" % orjson.dumps(first)
             async for chunk in _customer_frames(

@@ -41,6 +41,9 @@ class Subscription:
         self.predicate = predicate
         self.queue: asyncio.Queue[tuple[str, str, bytes]] = asyncio.Queue(size)
         self.overflowed = asyncio.Event()
+        # A resume from an id older than the bus still holds: events after it may be
+        # lost, and the reader must refetch state rather than trust the replay alone.
+        self.gap = False
 
     def offer(self, event_id: str, event_type: str, data: bytes) -> None:
         try:
@@ -65,6 +68,9 @@ class MemoryBus:
         self._subscribers: set[Subscription] = set()
         self._last = (0, 0)
         self.published = 0
+        # Resumes from before this are gappy: what this bus never had (it started at
+        # this millisecond) or no longer has (the newest event evicted from the buffer).
+        self._floor = (time.time_ns() // 1_000_000, 0)
 
     def _next_id(self) -> tuple[int, int]:
         ms = time.time_ns() // 1_000_000
@@ -82,6 +88,8 @@ class MemoryBus:
             event_id = f"{key[0]}-{key[1]}"
             data = orjson.dumps(event)
             event_type = str(event.get("type", "message"))
+            if len(self._buffer) == self._buffer.maxlen:
+                self._floor = self._buffer[0][0]
             self._buffer.append((key, event_id, event, event_type, data))
             for sub in subscribers:
                 if sub.predicate is None or sub.predicate(event):
@@ -95,6 +103,8 @@ class MemoryBus:
         sub = Subscription(predicate, size)
         # Replay and registration happen without an await in between, so no
         # event can fall between the buffer and the live queue.
+        key = None if last_id is None else parse_id(last_id)
+        sub.gap = key is not None and key < self._floor
         if last_id is not None:
             for _, event_id, event, event_type, data in self.replay_after(last_id):
                 if predicate is None or predicate(event):

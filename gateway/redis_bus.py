@@ -178,6 +178,7 @@ class RedisBus:
             self._members.discard(member)
 
     async def _replay(self, member: _Member, after: StreamKey) -> None:
+        member.sub.gap = await self._gappy(after)
         start = f"({after[0]}-{after[1]}"
         while not member.sub.overflowed.is_set():
             reply = await self.client.xrange(self.stream, start, "+", count=self.read_count)
@@ -191,6 +192,27 @@ class RedisBus:
             start = f"({rows[-1][0].decode()}"
         # No await between the last page and going live: the reader cannot slip in.
         member.go_live()
+
+    async def _gappy(self, after: StreamKey) -> bool:
+        """Whether events after ``after`` may have been trimmed away (MAXLEN ~ replay).
+
+        The stream says how many entries it ever took and its first one, not which
+        were trimmed: a resume from before the first entry of a trimmed stream is taken
+        as a gap (at worst the one trimmed entry was the client's own last: a needless
+        refetch, never a silent loss). No stream at all: everything since is gone."""
+        try:
+            info = await self.client.xinfo_stream(self.stream)
+        except RedisError as exc:
+            if "no such key" in str(exc).lower():
+                return True
+            raise
+        first = info.get("first-entry")
+        trimmed = int(info.get("entries-added", 0)) > int(info.get("length", 0))
+        if not trimmed or not first:
+            return False
+        raw = first[0]
+        key = parse_id(raw.decode() if isinstance(raw, bytes) else str(raw))
+        return key is not None and after < key
 
     # -- the shared reader -------------------------------------------------------
 

@@ -454,6 +454,8 @@ const handlers = {
     refreshJobs(ev.technician_id);
   },
   geofence(ev) { logEvent("geofence", ev); },
+  // The server could not replay everything since our last event: refetch the state.
+  reset() { loadAll(); },
   notify(ev) { logEvent("notify", ev); },
 };
 

@@ -62,6 +62,37 @@ async def test_technician_filter_and_resume(broker: Mosquitto, prefix: str) -> N
     assert resumed[0].id == first[1].id
 
 
+async def test_a_resume_past_the_replay_buffer_says_reset_first(
+    broker: Mosquitto, prefix: str
+) -> None:
+    settings = gateway_settings(broker.url, prefix, replay_buffer=5)
+    now = time.time()
+    async with (
+        running_gateway(settings) as runtime,
+        httpx.AsyncClient(base_url=settings.base_url, headers=AUTH, timeout=10) as http,
+    ):
+        gateway = runtime.gateway
+        async with http.stream("GET", "/api/v1/feed") as feed:
+            await gateway.ingest_fixes([Fix("dev-a", now, 60.0, 24.0)])
+            [seen] = await collect(feed, 1)
+        await gateway.ingest_fixes(
+            [Fix("dev-a", now + i, 60.0 + i / 100, 24.0) for i in range(1, 13)]
+        )
+        async with http.stream(
+            "GET", "/api/v1/feed", headers={"Last-Event-ID": str(seen.id)}
+        ) as feed:
+            resumed = await collect(feed, 6)
+        # Six of the twelve are gone: the client is told to refetch, then gets what is left.
+        assert [e.event for e in resumed] == ["reset"] + ["position"] * 5
+        assert resumed[0].data == {"type": "reset", "reason": "events_lost"}
+        assert [e.data["lat"] for e in resumed[1:]] == [60.08, 60.09, 60.1, 60.11, 60.12]
+        last = resumed[-2].id
+        async with http.stream("GET", "/api/v1/feed", headers={"Last-Event-ID": str(last)}) as feed:
+            await gateway.ingest_fixes([Fix("dev-a", now + 13, 60.13, 24.0)])
+            again = await collect(feed, 2)
+        assert [e.event for e in again] == ["position", "position"]  # no gap: no reset
+
+
 async def test_feed_requires_key_and_counts_clients(broker: Mosquitto, prefix: str) -> None:
     settings = gateway_settings(broker.url, prefix)
     async with running_gateway(settings) as runtime:

@@ -195,6 +195,30 @@ async def test_stream_is_trimmed_to_about_replay_length(server: RedisServer) -> 
     assert 100 <= length <= 200
 
 
+async def test_a_resume_from_before_what_was_trimmed_is_marked_a_gap(
+    server: RedisServer,
+) -> None:
+    async with nodes(server, 1, replay=100) as (bus,):
+        async with bus.subscribe(None, None, 2000) as live:
+            await bus.publish([ev(0)])
+            [(first_id, _, _)] = await take(live, 1)
+            async with bus.subscribe(first_id, None, 2000) as early:
+                assert not early.gap  # nothing trimmed yet
+            for start in range(1, 1000, 50):
+                await bus.publish([ev(i) for i in range(start, start + 50)])
+            ids = [item[0] for item in await take(live, 999)]
+        async with bus.subscribe(first_id, None, 2000) as gappy:
+            assert gappy.gap  # event 0 and many after it are gone
+        async with bus.subscribe(ids[-2], None, 2000) as recent:
+            assert not recent.gap
+            assert numbers(await take(recent, 1)) == [999]
+        async with bus.subscribe(None, None, 10) as fresh:
+            assert not fresh.gap  # not a resume
+        await bus.client.delete(bus.stream)  # Redis flushed: everything since is gone
+        async with bus.subscribe(ids[-1], None, 10) as lost:
+            assert lost.gap
+
+
 def reader_tasks() -> list[asyncio.Task[object]]:
     return [t for t in asyncio.all_tasks() if t.get_name().startswith("redis-bus-reader")]
 

@@ -347,12 +347,20 @@ async def test_resume_replays_without_leaking_the_earlier_drive(
             first += await read_until(reader, stop="status")
         assert without_eta(shown(first)) == [("snapshot", "scheduled"), ("status", "en_route")]
         await gw.ingest_fixes([Fix("d1", t0 + 5, 48.85, 2.35)])
-        # Resume from before the drive to j0 began: the replay must skip it.
+        # Resume from before the drive to j0 began: the replay must skip it. An id from
+        # before the bus began cannot be replayed in full: the state comes first.
         resume = {"Last-Event-ID": "1-0"}
         async with http.stream("GET", f"/track/{token}/events", headers=resume) as stream:
             replay = await read_until(sse_events(stream), stop="position")
-        assert without_eta(shown(replay)) == [("status", "en_route"), ("position", (48.85, 2.35))]
+        assert without_eta(shown(replay)) == [
+            ("snapshot", "en_route"), ("status", "en_route"), ("position", (48.85, 2.35)),
+        ]  # fmt: skip
         assert status_ids(replay)[0] == status_ids(first)[0]
+        # From an id the bus still covers: the replay alone.
+        resume = {"Last-Event-ID": status_ids(first)[0] or ""}
+        async with http.stream("GET", f"/track/{token}/events", headers=resume) as stream:
+            replay = await read_until(sse_events(stream), stop="position")
+        assert without_eta(shown(replay)) == [("position", (48.85, 2.35))]
 
 
 @pytest.mark.parametrize("how", ["expired", "revoked"])

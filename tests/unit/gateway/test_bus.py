@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import re
 import types
@@ -44,7 +45,7 @@ async def test_ids_are_shaped_ms_seq_and_strictly_increasing() -> None:
 
 async def test_ids_increase_even_when_the_clock_steps_back(monkeypatch: pytest.MonkeyPatch) -> None:
     clock_ms = [5000, 5000, 5001, 4000, 4000, 6000]
-    ticks = iter(clock_ms)
+    ticks = iter([clock_ms[0], *clock_ms])  # the first: the bus's own start
     fake_time = types.SimpleNamespace(time_ns=lambda: next(ticks) * 1_000_000)
     monkeypatch.setattr(bus_module, "time", fake_time)
     bus = MemoryBus()
@@ -99,6 +100,27 @@ def test_replay_buffer_is_bounded() -> None:
     bus = MemoryBus(replay=3)
     bus.publish_now([ev(i) for i in range(5)])
     assert [item[2]["n"] for item in bus.replay_after("0-0")] == [2, 3, 4]
+
+
+async def test_a_resume_the_buffer_cannot_cover_is_marked_a_gap() -> None:
+    bus = MemoryBus(replay=3)
+    async with bus.subscribe(None, None, 10) as live:
+        bus.publish_now([ev(0), ev(1)])
+        ids = [item[0] for item in drain(live)]
+        async with bus.subscribe(ids[0], None, 10) as early:
+            assert not early.gap and numbers(drain(early)) == [1]
+        bus.publish_now([ev(i) for i in range(2, 6)])  # 0, 1 and 2 evicted
+        ids += [item[0] for item in drain(live)]
+    for last, gap, replayed in ((0, True, [3, 4, 5]), (1, True, [3, 4, 5]),
+                                (2, False, [3, 4, 5]), (4, False, [5])):  # fmt: skip
+        async with bus.subscribe(ids[last], None, 10) as sub:
+            assert (sub.gap, numbers(drain(sub))) == (gap, replayed), last
+    # An id from before this bus existed (a client of a process since restarted).
+    await asyncio.sleep(0.002)
+    async with MemoryBus().subscribe(ids[-1], None, 10) as other:
+        assert other.gap
+    async with bus.subscribe(None, None, 10) as fresh:
+        assert not fresh.gap
 
 
 async def test_predicate_filters_replay_and_live_events() -> None:
