@@ -314,7 +314,9 @@ class MqttIngest:
         topic = self.gateway.topics.dead_letter(dead.device_id)
         if self.protocol == "5":
             props = _properties(PacketTypes.PUBLISH)
-            props.UserProperty = [("reason", dead.reason[:512]), ("topic", dead.topic)]
+            props.UserProperty = [
+                ("reason", dead.reason[:512]), ("code", dead.code), ("topic", dead.topic),
+            ]  # fmt: skip
             await client.publish(topic, dead.payload, qos=1, properties=props)
         else:
             await client.publish(topic, dead_letter_envelope(dead), qos=1)
@@ -340,7 +342,7 @@ def dead_letter_envelope(dead: DeadLetter) -> bytes:
 
     ``payload`` is the original text when it is UTF-8, else ``payload_b64``.
     """
-    body: dict[str, Any] = {"reason": dead.reason, "topic": dead.topic}
+    body: dict[str, Any] = {"reason": dead.reason, "code": dead.code, "topic": dead.topic}
     try:
         body["payload"] = dead.payload.decode("utf-8")
     except UnicodeDecodeError:

@@ -58,6 +58,9 @@ class DeadLetter:
     topic: str
     payload: bytes
     reason: str
+    # The reason's code, as counted in fieldtrack_rejected_total{reason} (a batch with
+    # several bad fixes: its first one's).
+    code: str
 
 
 @dataclass(slots=True)
@@ -186,7 +189,7 @@ class Gateway:
                 self._decode(msg, route, now, fixes, statuses, result)
             except BadPayload as exc:
                 self._reject(exc.code)
-                result.dead_letters.append(_dead(route, msg, exc.reason))
+                result.dead_letters.append(_dead(route, msg, exc.reason, exc.code))
             stamps += [msg.received] * (len(fixes) - len(stamps))
             if statuses:
                 # Keep arrival order: fixes before a status are stored (and seen by the
@@ -223,7 +226,7 @@ class Gateway:
             except Rejected as exc:
                 self._reject(exc.code)
                 route = self.topics.route(msg.topic)
-                result.dead_letters.append(_dead(route, msg, exc.reason))
+                result.dead_letters.append(_dead(route, msg, exc.reason, exc.code))
         fixes.clear()
         stamps.clear()
         statuses.clear()
@@ -243,7 +246,8 @@ class Gateway:
             if decoded.errors:
                 for error in decoded.errors:
                     self._reject(error.code)
-                result.dead_letters.append(_dead(route, msg, decoded.reason))
+                code = decoded.errors[0].code
+                result.dead_letters.append(_dead(route, msg, decoded.reason, code))
         elif route.kind == "status":
             statuses.append((msg, codec.decode_status(route.device_id, msg.payload, now)))
         elif route.kind == "owntracks":
@@ -538,6 +542,6 @@ class Gateway:
         return job
 
 
-def _dead(route: Route, msg: Inbound, reason: str) -> DeadLetter:
+def _dead(route: Route, msg: Inbound, reason: str, code: str) -> DeadLetter:
     device_id = route.device_id if valid_id(route.device_id) else "_unknown"
-    return DeadLetter(device_id, msg.topic, msg.payload, reason)
+    return DeadLetter(device_id, msg.topic, msg.payload, reason, code)

@@ -107,9 +107,11 @@ async def test_garbage_is_dead_lettered_and_next_message_flows(
                     break
         got = await wait_history(settings.base_url, "dev-2", 1)
     assert [str(m.topic) for m in dead] == [f"{prefix}/deadletter/dev-2"] * 2
-    reasons = [dict(m.properties.UserProperty)["reason"] for m in dead]  # type: ignore[union-attr]
-    assert reasons[0].startswith("bad_encoding")
-    assert reasons[1].startswith("lat_out_of_range")
+    props = [dict(m.properties.UserProperty) for m in dead]  # type: ignore[union-attr]
+    assert props[0]["reason"].startswith("bad_encoding: ")
+    assert props[1]["reason"].startswith("lat_out_of_range: ")
+    # The code alone, as the metric's label, for a machine to act on.
+    assert [p["code"] for p in props] == ["bad_encoding", "lat_out_of_range"]
     assert dead[0].payload == b"\x00\xffnot msgpack{"  # republished unchanged
     assert got == [{"ts": now + 1, "lat": 60.17, "lon": 24.94}]
     metrics = runtime.metrics
@@ -173,3 +175,4 @@ async def test_mqtt_311_dead_letters_in_a_json_envelope(broker: Mosquitto, prefi
     assert body["topic"] == f"{prefix}/dev-5/status"
     assert body["payload"] == '{"ts": 1, "job": "j", "status": "x"}'
     assert body["reason"].startswith("bad_ts")
+    assert body["code"] == "bad_ts"

@@ -120,6 +120,7 @@ async def test_partly_bad_batch_counts_each_bad_fix(rig: Rig) -> None:
     result = await rig.gateway.handle_batch([msg("fleet/dev-1/pos", payload)])
     [dead] = result.dead_letters
     assert dead.reason == "2 of 4 fixes rejected; first: future_ts: ts is 3600 s in the future"
+    assert dead.code == "future_ts"  # the first bad fix's
     assert rig.rejected() == {"future_ts": 1, "not_an_object": 1}
     assert rig.events() == [position(NOW - 30), position(NOW - 20)]
 
@@ -262,11 +263,12 @@ async def test_owntracks(rig: Rig) -> None:
     ("topic", "dead"),
     [
         ("fleet/dev 1/pos",
-         DeadLetter("_unknown", "fleet/dev 1/pos", b"{}", f"bad_topic: {BAD_ID}")),
+         DeadLetter("_unknown", "fleet/dev 1/pos", b"{}", f"bad_topic: {BAD_ID}", "bad_topic")),
         ("fleet/dev-1/what", DeadLetter("dev-1", "fleet/dev-1/what", b"{}",
-                                        "bad_topic: unknown topic 'fleet/dev-1/what'")),
+                                        "bad_topic: unknown topic 'fleet/dev-1/what'",
+                                        "bad_topic")),
         ("elsewhere/x", DeadLetter("_unknown", "elsewhere/x", b"{}",
-                                   "bad_topic: unknown topic 'elsewhere/x'")),
+                                   "bad_topic: unknown topic 'elsewhere/x'", "bad_topic")),
     ],
 )  # fmt: skip
 async def test_bad_topics_are_dead_lettered(rig: Rig, topic: str, dead: DeadLetter) -> None:
