@@ -73,8 +73,8 @@ async def fix_records(
 @kpis.get("/kpis")
 async def get_kpis(
     ctx: Annotated[AppContext, Depends(context)],
-    since: Annotated[float | None, Query(ge=0)] = None,
-    until: Annotated[float | None, Query(ge=0)] = None,
+    since: Annotated[float | None, Query(ge=0, allow_inf_nan=False)] = None,
+    until: Annotated[float | None, Query(ge=0, allow_inf_nan=False)] = None,
     technician_id: Annotated[str | None, Query(max_length=64)] = None,
 ) -> dict[str, Any]:
     """Punctuality, SLA compliance, ETA error at T-30/T-10 min, km driven, on-site time,

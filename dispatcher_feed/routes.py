@@ -148,10 +148,13 @@ async def post_positions(body: PositionsIn, ctx: Ctx) -> JSONResponse:
 async def device_positions(
     device_id: str,
     ctx: Ctx,
-    since: Annotated[float | None, Query()] = None,
-    until: Annotated[float | None, Query()] = None,
+    since: Annotated[float | None, Query(allow_inf_nan=False)] = None,
+    until: Annotated[float | None, Query(allow_inf_nan=False)] = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
 ) -> list[dict[str, Any]]:
+    """The device's stored fixes in ``[since, until]``, oldest first: the first ``limit``."""
+    if since is not None and until is not None and until < since:
+        raise ApiError(422, "invalid_request", "until must not be before since")
     fixes = await ctx.store.history(device_id, since, until, limit)
     return [fix.to_wire() for fix in fixes]
 

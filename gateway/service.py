@@ -458,7 +458,19 @@ class Gateway:
     # -- registrations ----------------------------------------------------------
 
     async def put_technician(self, technician: Technician) -> None:
+        """Create or update a technician. A device listed here that another technician
+        had is handed over: it leaves their record, so one phone is one person's."""
+        others: dict[str, list[str]] = {}
+        for device_id in technician.device_ids:
+            owner = await self.store.technician_of(device_id)
+            if owner is not None and owner != technician.technician_id:
+                others.setdefault(owner, []).append(device_id)
         previous = await self.store.put_technician(technician)
+        for owner, moved in others.items():
+            had = await self.store.get_technician(owner)
+            if had is not None:
+                kept = tuple(d for d in had.device_ids if d not in moved)
+                await self.store.put_technician(msgspec.structs.replace(had, device_ids=kept))
         if previous is not None:
             for device_id in previous.device_ids:
                 # Release only what is still ours; the device may have moved on.

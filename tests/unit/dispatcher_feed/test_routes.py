@@ -149,6 +149,8 @@ VALIDATION: list[tuple[str, str, Any, str]] = [
     ("GET", f"{HISTORY}?limit=0", None, "query.limit: Input should be greater than or equal to 1"),
     ("GET", f"{HISTORY}?since=yesterday", None,
      "query.since: Input should be a valid number, unable to parse string as a number"),
+    ("GET", f"{HISTORY}?since=nan", None, "query.since: Input should be a finite number"),
+    ("GET", "/api/v1/kpis?until=inf", None, "query.until: Input should be a finite number"),
 ]  # fmt: skip
 
 
@@ -163,6 +165,13 @@ async def test_validation_errors_are_422_json_with_a_reason(
     got = r.json()
     assert (got["error"], got["reason"]) == ("invalid_request", reason)
     assert got["detail"][0]["msg"] in reason
+
+
+async def test_history_until_before_since_is_422_as_for_kpis(api: httpx.AsyncClient) -> None:
+    r = await api.get(HISTORY, params={"since": 10, "until": 5})
+    assert (r.status_code, r.json()) == (
+        422, {"error": "invalid_request", "reason": "until must not be before since"},
+    )  # fmt: skip
 
 
 async def test_body_that_is_not_json_is_422(api: httpx.AsyncClient) -> None:

@@ -333,6 +333,17 @@ async def test_handed_over_device_keeps_its_new_owner(rig: Rig) -> None:
     assert rig.events() == [position(NOW - 1, "dev-1", "tech-2")]
 
 
+async def test_a_device_handed_over_leaves_its_previous_technicians_record(rig: Rig) -> None:
+    await rig.gateway.put_technician(Technician("tech-1", "Ann", ("dev-1", "dev-3")))
+    await rig.gateway.put_technician(Technician("tech-2", "Bo", ("dev-1", "dev-2")))
+    ann, bo = await rig.store.get_technician("tech-1"), await rig.store.get_technician("tech-2")
+    assert ann is not None and ann.device_ids == ("dev-3",)
+    assert bo is not None and bo.device_ids == ("dev-1", "dev-2")
+    assert [await rig.store.technician_of(d) for d in ("dev-1", "dev-2", "dev-3")] == [
+        "tech-2", "tech-2", "tech-1",
+    ]  # fmt: skip
+
+
 class FailingBus(MemoryBus):
     """A bus that refuses the next ``failures`` publishes, as Redis does when it goes away."""
 
