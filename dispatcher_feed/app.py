@@ -8,6 +8,7 @@ tests build an app around in-memory parts with no process to start.
 from __future__ import annotations
 
 import time
+from typing import Any
 from urllib.parse import parse_qsl
 
 from fastapi import FastAPI, Request, Response
@@ -20,12 +21,49 @@ from dispatcher_feed.context import AppContext
 from dispatcher_feed.kpis import kpis
 from dispatcher_feed.livemap import MapConfig, static_text
 from dispatcher_feed.routes import ApiError, api
-from dispatcher_feed.schemas import SessionIn
+from dispatcher_feed.schemas import SessionIn, error_responses
 from dispatcher_feed.tracking import TrackingState, tracking
 from gateway import codec
 from gateway.codec import is_json
 from gateway.errors import BadPayload
 from gateway.model import Fix
+
+
+def _query(name: str, kind: str, text: str) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "schema": {"type": kind},
+            "description": text}  # fmt: skip
+
+
+# The OsmAnd / Traccar Client protocol is read by hand (query, form or JSON), so OpenAPI
+# is told its parameters here.
+_OSMAND_PARAMS = [
+    _query("id", "string", "device id (or `deviceid`)"),
+    _query("lat", "number", "latitude, with `lon`; or `location=lat,lon`"),
+    _query("lon", "number", "longitude"),
+    _query("timestamp", "string", "epoch s, epoch ms, ISO 8601 or `yyyy-MM-dd HH:mm:ss`; "
+           "none: the time of receipt"),
+    _query("speed", "number", "knots"),
+    _query("bearing", "number", "degrees (or `heading`)"),
+    _query("altitude", "number", "metres"),
+    _query("accuracy", "number", "metres"),
+    _query("batt", "number", "battery, 0-100"),
+]  # fmt: skip
+OSMAND_OPENAPI: dict[str, dict[str, Any]] = {
+    "GET": {"parameters": _OSMAND_PARAMS},
+    "POST": {
+        "parameters": _OSMAND_PARAMS,
+        "requestBody": {
+            "required": False,
+            "description": "The same fields as a form, or Traccar Client 9+ JSON "
+            "`{device_id, location: {timestamp, coords: {latitude, longitude, speed, heading, "
+            "accuracy, altitude}, battery: {level}}}`",
+            "content": {
+                "application/x-www-form-urlencoded": {"schema": {"type": "object"}},
+                "application/json": {"schema": {"type": "object"}},
+            },
+        },
+    },
+}
 
 
 def create_app(ctx: AppContext) -> FastAPI:
@@ -67,7 +105,8 @@ def _errors(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return JSONResponse({"error": code, "reason": str(exc.detail)}, exc.status_code)
+        body = {"error": code, "reason": str(exc.detail)}
+        return JSONResponse(body, exc.status_code, headers=exc.headers)  # 405 keeps Allow
 
 
 def _public(app: FastAPI, ctx: AppContext) -> None:
@@ -97,8 +136,11 @@ def _public(app: FastAPI, ctx: AppContext) -> None:
         summary = await ctx.gateway.ingest_fixes([fix])
         return JSONResponse({"accepted": summary.accepted, "duplicates": summary.duplicates})
 
-    app.add_api_route("/osmand", osmand, methods=["GET"], operation_id="osmand_get")
-    app.add_api_route("/osmand", osmand, methods=["POST"], operation_id="osmand_post")
+    for method in ("GET", "POST"):
+        app.add_api_route(
+            "/osmand", osmand, methods=[method], operation_id=f"osmand_{method.lower()}",
+            responses=error_responses(400), openapi_extra=OSMAND_OPENAPI[method],
+        )  # fmt: skip
 
     @app.post("/session", include_in_schema=False)
     async def login(body: SessionIn) -> Response:

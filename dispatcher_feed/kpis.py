@@ -15,12 +15,15 @@ from fastapi import APIRouter, Depends, Query
 
 from dispatcher_feed.context import AppContext, context
 from dispatcher_feed.routes import ApiError, require_key
+from dispatcher_feed.schemas import error_responses
 from eta.kpi import EtaPrediction, FixRecord, JobRecord, KpiConfig, compute_kpis
 from gateway.model import Job
 from gateway.store import Store
 from gateway.tours import arrived_at, pauses
 
-kpis = APIRouter(prefix="/api/v1", dependencies=[Depends(require_key)])
+kpis = APIRouter(
+    prefix="/api/v1", dependencies=[Depends(require_key)], responses=error_responses(401, 422)
+)
 MAX_FIXES_PER_DEVICE = 10_000
 
 

@@ -11,7 +11,7 @@ from sse_starlette import EventSourceResponse
 
 from dispatcher_feed.auth import COOKIE
 from dispatcher_feed.context import AppContext, context
-from dispatcher_feed.schemas import JobIn, PositionsIn, StatusIn, TechnicianIn
+from dispatcher_feed.schemas import JobIn, PositionsIn, StatusIn, TechnicianIn, error_responses
 from dispatcher_feed.sse import event_stream
 from dispatcher_feed.views import job_view, technician_view
 from gateway import codec
@@ -42,7 +42,11 @@ def require_key(request: Request, ctx: Ctx) -> None:
     raise ApiError(401, "unauthorized", "missing or wrong API key (Authorization: Bearer <key>)")
 
 
-api = APIRouter(prefix="/api/v1", dependencies=[Depends(require_key)])
+api = APIRouter(
+    prefix="/api/v1",
+    dependencies=[Depends(require_key)],
+    responses=error_responses(401, 404, 409, 422),
+)
 
 
 @api.put("/technicians/{technician_id}")

@@ -79,5 +79,28 @@ class SessionIn(BaseModel):
     api_key: Annotated[str, Field(min_length=1, max_length=512)]
 
 
+class ErrorDetail(BaseModel):
+    loc: list[str | int]
+    msg: str
+
+
+class ErrorOut(BaseModel):
+    """Every 4xx answer: a short code, a sentence, and for invalid requests every problem."""
+
+    error: str
+    reason: str
+    detail: list[ErrorDetail] | None = None
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for the given 4xx statuses, all of shape ``ErrorOut`` (it also
+    replaces FastAPI's default 422 schema, which is not what the API answers)."""
+    what = {
+        400: "Unusable input", 401: "Missing or wrong API key", 404: "No such resource",
+        409: "Refused by the resource's state", 410: "Gone", 422: "Invalid request",
+    }  # fmt: skip
+    return {s: {"model": ErrorOut, "description": what[s]} for s in statuses}
+
+
 def finite(value: float | None) -> float | None:
     return None if value is None or not math.isfinite(value) else value

@@ -31,6 +31,7 @@ from dispatcher_feed.customer import Coarsening, JobWatch, event_view, snapshot
 from dispatcher_feed.livemap import livemap, page_headers, static_text, tile_origin
 from dispatcher_feed.ratelimit import RateLimiter
 from dispatcher_feed.routes import ApiError, IdPath, require_key
+from dispatcher_feed.schemas import error_responses
 from dispatcher_feed.sse import RETRY_MS, frame
 from gateway.model import TERMINAL_STATES, Event, Fix, Job
 from gateway.store import Store
@@ -164,7 +165,7 @@ class PublicRoute(APIRoute):
         return with_headers
 
 
-tracking = APIRouter()
+tracking = APIRouter(responses=error_responses(401, 404, 409, 422))
 tracking.include_router(livemap)
 public = APIRouter(
     dependencies=[Depends(rate_limit)], include_in_schema=False, route_class=PublicRoute

@@ -239,6 +239,7 @@ async def test_unknown_route_and_method_are_json(client: httpx.AsyncClient) -> N
         405,
         {"error": "method_not_allowed", "reason": "Method Not Allowed"},
     )
+    assert r.headers["allow"] == "GET"
 
 
 async def test_openapi_lists_the_contract_paths_with_unique_operation_ids(
@@ -252,3 +253,13 @@ async def test_openapi_lists_the_contract_paths_with_unique_operation_ids(
         assert path in paths
     ids = [op["operationId"] for methods in paths.values() for op in methods.values()]
     assert sorted(ids) == sorted(set(ids))
+    # Errors are documented as what the API answers ({error, reason, detail}), not as
+    # FastAPI's default validation error.
+    schemas = r.json()["components"]["schemas"]
+    assert "HTTPValidationError" not in schemas and "ErrorOut" in schemas
+    put_job = paths["/api/v1/jobs/{job_id}"]["put"]["responses"]
+    for status in ("401", "404", "409", "422"):
+        ref = put_job[status]["content"]["application/json"]["schema"]["$ref"]
+        assert ref == "#/components/schemas/ErrorOut"
+    osmand = {p["name"] for p in paths["/osmand"]["get"]["parameters"]}
+    assert {"id", "lat", "lon", "timestamp", "speed"} <= osmand
