@@ -92,6 +92,12 @@ class EngineConfig:
     technician's event time); checked every ``retire_every_s`` of wall time.
     ``band_sample_s``: how often the ETA bands of a tour are kept for the band scale
     (``eta.spread``) to learn from at each arrival.
+    ``max_lag_s``: how far behind the wall clock a technician's event time may fall
+    between fixes. Event time is "newest fix time + wall time since it arrived", so a
+    replayed day behaves like a live one; but a newest fix that was already old when it
+    arrived (the end of a flushed offline buffer, a message held back) would keep every
+    later tick that far in the past: silence judged late, ETAs published before the
+    present. 300 s, as far as a fix may be ahead (``gateway.codec.MAX_FUTURE_S``).
     ``estimate``: the rules of the tour cascade (``eta.estimate.EstimateConfig``)."""
 
     eta_interval_s: float = 10.0
@@ -101,6 +107,7 @@ class EngineConfig:
     closed_kept_s: float = 86400.0
     retire_every_s: float = 3600.0
     band_sample_s: float = 300.0
+    max_lag_s: float = 300.0
     estimate: EstimateConfig = field(default_factory=EstimateConfig)
     detector: DetectorConfig = field(default_factory=DetectorConfig)
     delay: DelayConfig = field(default_factory=DelayConfig)
@@ -577,11 +584,12 @@ class Engine:
         self, technician_id: str | None, wall_now: float, track: DeviceTrack | None = None
     ) -> float:
         tech = self.techs.get(technician_id) if technician_id is not None else None
+        floor = wall_now - self.config.max_lag_s
         if tech is not None and tech.last_fix is not None and tech.last_received is not None:
-            return tech.last_fix.ts + max(0.0, wall_now - tech.last_received)
+            return max(tech.last_fix.ts + max(0.0, wall_now - tech.last_received), floor)
         # A device nobody owns keeps its own clock the same way, or its dwells never fire.
         if track is not None and track.last is not None and track.received is not None:
-            return track.last.ts + max(0.0, wall_now - track.received)
+            return max(track.last.ts + max(0.0, wall_now - track.received), floor)
         return wall_now
 
     def _tech(self, technician_id: str) -> TechTrack:

@@ -642,6 +642,26 @@ def test_stale_device_raised_once_with_one_request_and_cleared_by_a_fix() -> Non
     ]
 
 
+@pytest.mark.parametrize(("wall", "stale"), [(919, False), (920, True)])
+def test_a_fix_already_old_on_arrival_does_not_hold_event_time_back(
+    wall: float, stale: bool
+) -> None:
+    # The newest fix (taken at 20) arrived at 700, the end of a flushed offline buffer:
+    # fix time + wall time since would say 239 s of silence at wall 919. Event time stays
+    # within max_lag_s (300 s) of the wall clock: 619 - 20 = 599 s, and 600 s at 920.
+    rig = Rig()
+    rig.job("j1", 30000)
+    rig.status("j1", "en_route", 0)
+    rig.fix(20, 0, received=700)
+    alerts = [b for b in only(rig.tick(wall), "alert") if b[1] == "stale_device"]
+    assert alerts == ([("alert", "stale_device", "j1", False)] if stale else [])
+    # And an ETA published on a tick is never earlier than that floor.
+    for e in rig.tick(wall + 30):
+        assert e["ts"] >= T + wall + 30 - 300
+        if e["type"] == "eta":
+            assert e["eta"] >= e["ts"]
+
+
 def test_stale_without_any_fix_counts_from_the_job_going_active() -> None:
     rig = Rig()
     rig.job("j1", 3000)
