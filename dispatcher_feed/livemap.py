@@ -124,13 +124,12 @@ async def config_json(request: Request) -> dict[str, Any]:
     """
     ctx: AppContext = request.app.state.ctx
     signed_in = ctx.keys.check_session(request.cookies.get(COOKIE))
-    routes = {
-        (path, method)
-        for route in request.app.routes
-        if isinstance(path := getattr(route, "path", None), str)
-        for method in getattr(route, "methods", None) or ()
+    # From the OpenAPI description (built once, then cached): FastAPI 0.165 no longer
+    # flattens included routers into app.routes, which made both panels look absent.
+    paths = request.app.openapi().get("paths", {})
+    panels = {
+        name: "get" in paths.get(f"/api/v1/{name}", {}) for name in ("kpis", "geofences")
     }
-    panels = {name: (f"/api/v1/{name}", "GET") in routes for name in ("kpis", "geofences")}
     return {**map_config(request).as_json(), "signed_in": signed_in, "panels": panels}
 
 

@@ -302,7 +302,7 @@ class RecordingBus(MemoryBus):
     def publish_now(self, events: Sequence[Event]) -> None:
         at = self.replay.now
         for e in events:
-            if e["type"] == "eta":
+            if e["type"] == "eta" and e["eta"] is not None:  # None: the job was closed
                 self.latest_eta[e["job_id"]] = (
                     at, float(e["eta"]), float(e["eta_p10"]), float(e["eta_p90"])
                 )  # fmt: skip

@@ -45,6 +45,9 @@ async def seed(base_url: str, now: float) -> None:
             assert (await http.put(f"/api/v1/jobs/{job}", json=body)).status_code == 200
         r = await http.post("/api/v1/jobs/j1/status", json={"status": "en_route", "ts": now - 1})
         assert r.status_code == 200
+        depot = {"type": "Feature", "properties": {"radius_m": 120},
+                 "geometry": {"type": "Point", "coordinates": [2.34, 48.84]}}  # fmt: skip
+        assert (await http.put("/api/v1/geofences/depot", json=depot)).status_code == 200
 
 
 async def marker_lat(page: Page, tech: str) -> float:
@@ -107,6 +110,10 @@ async def test_sign_in_marker_moves_eta_and_alert(
         assert int(await page.inner_text("#alert-count")) >= 1
         # Signed in: the sign-in form is gone.
         assert not await page.locator("#login").is_visible()
+        # The optional panels are there: KPIs, and the dispatcher's own geofences drawn.
+        await page.locator("#kpis").wait_for(state="visible", timeout=5000)
+        fence = page.locator('.leaflet-overlay-pane path[stroke="#7c3aed"]')
+        await fence.first.wait_for(state="attached", timeout=5000)
 
         # Staleness shows on the marker and the panel; filters hide the others.
         bob = page.locator('.tech-marker[data-technician="t2"]')
