@@ -127,9 +127,7 @@ async def config_json(request: Request) -> dict[str, Any]:
     # From the OpenAPI description (built once, then cached): FastAPI 0.165 no longer
     # flattens included routers into app.routes, which made both panels look absent.
     paths = request.app.openapi().get("paths", {})
-    panels = {
-        name: "get" in paths.get(f"/api/v1/{name}", {}) for name in ("kpis", "geofences")
-    }
+    panels = {name: "get" in paths.get(f"/api/v1/{name}", {}) for name in ("kpis", "geofences")}
     return {**map_config(request).as_json(), "signed_in": signed_in, "panels": panels}
 
 

@@ -17,7 +17,7 @@ from sse_starlette import EventSourceResponse
 from sse_starlette.sse import SendTimeoutError
 from starlette.types import Receive, Scope, Send
 
-from gateway.bus import Bus, Predicate, Subscription
+from gateway.bus import END, Bus, Predicate, Subscription
 from gateway.metrics import Metrics
 
 MAX_EVENTS_PER_WRITE = 256
@@ -42,12 +42,17 @@ async def _frames(sub: Subscription, metrics: Metrics) -> AsyncIterator[bytes]:
     if sub.gap:
         yield RESET
     queue = sub.queue
-    while not sub.overflowed.is_set():
-        chunk = [frame(*await queue.get())]
+    while not sub.overflowed.is_set() and not sub.ended:
+        item = await queue.get()
+        if item is END:
+            return  # the server is shutting down
+        chunk = [frame(*item)]
         if queue.qsize() < MAX_EVENTS_PER_WRITE:
             await asyncio.sleep(COALESCE_S)
         chunk += _drain(queue, MAX_EVENTS_PER_WRITE - 1)
         yield b"".join(chunk)
+    if sub.ended:
+        return
     # Cut off for falling behind: what was queued is gap-free up to the overflow,
     # so deliver it and end; the client resumes from the last id it received.
     while rest := _drain(queue, MAX_EVENTS_PER_WRITE):
@@ -59,9 +64,12 @@ def _drain(queue: asyncio.Queue[tuple[str, str, bytes]], limit: int) -> list[byt
     out: list[bytes] = []
     while len(out) < limit:
         try:
-            out.append(frame(*queue.get_nowait()))
+            item = queue.get_nowait()
         except asyncio.QueueEmpty:
             break
+        if item is END:
+            break
+        out.append(frame(*item))
     return out
 
 

@@ -33,6 +33,7 @@ from dispatcher_feed.ratelimit import RateLimiter
 from dispatcher_feed.routes import ApiError, IdPath, require_key
 from dispatcher_feed.schemas import error_responses
 from dispatcher_feed.sse import RETRY_MS, frame
+from gateway.bus import Subscription
 from gateway.model import TERMINAL_STATES, Event, Fix, Job
 from gateway.store import Store
 
@@ -335,9 +336,7 @@ async def _customer_stream(
             if last_id is None or sub.gap:
                 first = await _snapshot(ctx.store, job, view, state)
                 yield b"event: snapshot\ndata: %s\n\n" % orjson.dumps(first)
-            async for chunk in _customer_frames(
-                sub.queue, sub.overflowed, view, job, claims, state
-            ):
+            async for chunk in _customer_frames(sub, view, job, claims, state):
                 yield chunk
         finally:
             ctx.sse_clients.n -= 1
@@ -346,18 +345,14 @@ async def _customer_stream(
 
 
 async def _customer_frames(
-    queue: asyncio.Queue[tuple[str, str, bytes]],
-    overflowed: asyncio.Event,
-    view: JobWatch,
-    job: Job,
-    claims: links.LinkClaims,
-    state: TrackingState,
+    sub: Subscription, view: JobWatch, job: Job, claims: links.LinkClaims, state: TrackingState
 ) -> AsyncIterator[bytes]:
     rule = state.config.coarsening
-    while not view.ended:
+    queue = sub.queue
+    while not view.ended and not sub.ended:
         # Cut off for falling behind: send what was queued, so that the resume
         # (from the last id sent) always makes progress, then end.
-        if overflowed.is_set() and queue.empty():
+        if sub.overflowed.is_set() and queue.empty():
             return
         remaining = claims.expires_at - time.time()
         if remaining <= 0 or state.revocations.revoked(claims.job_id, claims.issued_at):
@@ -373,6 +368,8 @@ async def _customer_frames(
             items.append(queue.get_nowait())
         chunk = []
         for event_id, event_type, data in items:
+            if not event_id:  # END: the server is shutting down
+                break
             event = orjson.loads(data)
             view.observe(event)
             chunk.append(

@@ -11,6 +11,7 @@ pipeline down.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
@@ -34,6 +35,10 @@ def parse_id(event_id: str) -> tuple[int, int] | None:
     return int(ms), int(seq)
 
 
+# Put in a subscription's queue by ``Subscription.end``: no event has an empty id.
+END: tuple[str, str, bytes] = ("", "", b"")
+
+
 class Subscription:
     """One reader of the bus: a bounded queue of ``(id, encoded event)``."""
 
@@ -45,11 +50,21 @@ class Subscription:
         # lost, and the reader must refetch state rather than trust the replay alone.
         self.gap = False
 
+        self.ended = False
+
     def offer(self, event_id: str, event_type: str, data: bytes) -> None:
         try:
             self.queue.put_nowait((event_id, event_type, data))
         except asyncio.QueueFull:
             self.overflowed.set()
+
+    def end(self) -> None:
+        """The server is shutting down: the reader sends what it has and finishes the
+        response (so that the server need not wait for it, nor cancel it). ``END`` wakes
+        a reader waiting on an empty queue; a full one is being read anyway."""
+        self.ended = True
+        with contextlib.suppress(asyncio.QueueFull):
+            self.queue.put_nowait(END)
 
 
 class Bus(Protocol):
@@ -57,6 +72,9 @@ class Bus(Protocol):
     def subscribe(
         self, last_id: str | None, predicate: Predicate | None, size: int
     ) -> AbstractAsyncContextManager[Subscription]: ...
+    def end_subscriptions(self) -> None:
+        """Shutting down: every open subscription ends (``Subscription.end``)."""
+
     async def close(self) -> None: ...
 
 
@@ -128,6 +146,10 @@ class MemoryBus:
     @property
     def subscriber_count(self) -> int:
         return len(self._subscribers)
+
+    def end_subscriptions(self) -> None:
+        for sub in self._subscribers:
+            sub.end()
 
     async def close(self) -> None:
         self._subscribers.clear()

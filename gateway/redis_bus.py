@@ -275,6 +275,10 @@ class RedisBus:
     def subscriber_count(self) -> int:
         return len(self._members)
 
+    def end_subscriptions(self) -> None:
+        for member in self._members:
+            member.sub.end()
+
     async def close(self) -> None:
         reader, self._reader = self._reader, None
         if reader is not None:

@@ -16,6 +16,7 @@ from typing import Any
 
 import uvicorn
 from redis.exceptions import RedisError
+from sse_starlette.sse import AppStatus
 
 from dispatcher_feed.app import create_app
 from dispatcher_feed.context import AppContext
@@ -187,7 +188,7 @@ class _Server(uvicorn.Server):
 
 
 @contextlib.contextmanager
-def _stop_on_signals(server: uvicorn.Server) -> Iterator[None]:
+def _stop_on_signals(server: uvicorn.Server, bus: Bus) -> Iterator[None]:
     """SIGINT/SIGTERM end the HTTP server gracefully; a second one, at once."""
     loop = asyncio.get_running_loop()
 
@@ -195,7 +196,7 @@ def _stop_on_signals(server: uvicorn.Server) -> Iterator[None]:
         logging.getLogger("fieldtrack").info("%s: shutting down", sig.name)
         if server.should_exit:
             server.force_exit = True
-        server.should_exit = True
+        _begin_shutdown(server, bus)
 
     installed = []
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -211,6 +212,18 @@ def _stop_on_signals(server: uvicorn.Server) -> Iterator[None]:
             loop.remove_signal_handler(sig)
 
 
+def _begin_shutdown(server: uvicorn.Server, bus: Bus) -> None:
+    """Stop uvicorn, and end the open SSE streams (dispatcher maps, customer pages) so
+    that it need not wait for them: uvicorn waits ``timeout_graceful_shutdown`` for open
+    connections, then cancels them with a traceback each. Our streams finish their
+    responses when their subscription ends; as a backstop, sse-starlette cancels its
+    streams on ``AppStatus.should_exit`` (it finds uvicorn's own flag only through
+    uvicorn's signal handlers, which ``_Server`` does not install)."""
+    server.should_exit = True
+    bus.end_subscriptions()
+    AppStatus.should_exit = True
+
+
 async def serve(
     runtime: Runtime,
     extra: dict[str, Callable[[], Coroutine[Any, Any, Any]]] | None = None,
@@ -218,8 +231,11 @@ async def serve(
 ) -> None:
     """Run ingest and HTTP (plus ``extra`` named tasks) until a signal or ``stop``."""
     server = http_server(runtime)
-    with _stop_on_signals(server):
-        await _serve(runtime, server, extra, stop)
+    try:
+        with _stop_on_signals(server, runtime.bus):
+            await _serve(runtime, server, extra, stop)
+    finally:
+        AppStatus.should_exit = False  # process-wide: a later server must not start closed
     await runtime.close()
 
 
@@ -238,7 +254,7 @@ async def _serve(
 
             async def stop_server() -> None:
                 await stop.wait()
-                server.should_exit = True
+                _begin_shutdown(server, runtime.bus)
 
             others.append(tg.create_task(stop_server(), name="stop"))
         # A failing task ends the group (and so the server); uvicorn ending

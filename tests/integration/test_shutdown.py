@@ -10,6 +10,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -56,6 +57,70 @@ def test_a_signal_ends_the_gateway_cleanly_and_saves_the_eta_model(
     assert "Traceback" not in text
     saved = orjson.loads(snapshot.read_bytes())
     assert isinstance(saved, dict) and saved
+
+
+def test_open_streams_end_cleanly_and_do_not_hold_the_shutdown(
+    broker: Mosquitto, prefix: str, tmp_path: Path
+) -> None:
+    """A dispatcher map and a customer page open: on SIGTERM their responses finish
+    (curl-like clients see a complete body), with no traceback and no wait for uvicorn's
+    graceful-shutdown timeout (which then cancelled each stream with a traceback)."""
+    port, key = free_port(), "shutdown-test-key-0123"
+    base, auth = f"http://127.0.0.1:{port}", {"Authorization": f"Bearer {key}"}
+    log = tmp_path / "gateway.log"
+    args = [
+        sys.executable, "-m", "gateway.cli", "run", "--mqtt", broker.url,
+        "--mqtt-client-id", f"gw-{prefix}", "--topic-prefix", prefix,
+        "--http", f"127.0.0.1:{port}", "--api-key", key, "--log-level", "INFO",
+    ]  # fmt: skip
+    with log.open("wb") as out:
+        proc = subprocess.Popen(args, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
+    ended: dict[str, bytes | BaseException] = {}
+
+    def read(name: str, url: str, headers: dict[str, str]) -> None:
+        try:
+            with httpx.stream("GET", url, headers=headers, timeout=30) as response:
+                ended[name] = b"".join(response.iter_bytes())
+        except BaseException as exc:  # what the assertion below reports
+            ended[name] = exc
+
+    try:
+        deadline = time.monotonic() + 15
+        while not _ready(port):
+            assert proc.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.05)
+        httpx.put(f"{base}/api/v1/technicians/t1", json={"name": "Ann"}, headers=auth)
+        job = {"technician_id": "t1", "site": {"lat": 60.2, "lon": 24.9}}
+        httpx.put(f"{base}/api/v1/jobs/j1", json=job, headers=auth)
+        link = httpx.post(f"{base}/api/v1/jobs/j1/tracking-link", headers=auth).json()
+        readers = [
+            threading.Thread(target=read, args=("feed", f"{base}/api/v1/feed", auth)),
+            threading.Thread(target=read, args=("customer", f"{link['url']}/events", {})),
+        ]
+        for reader in readers:
+            reader.start()
+        while _sse_clients(port) < 2:
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(15) == 0, log.read_text()
+        for reader in readers:
+            reader.join(5)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    text = log.read_text()
+    assert "Traceback" not in text and "ERROR" not in text, text
+    assert isinstance(ended["feed"], bytes) and ended["feed"].startswith(b"retry: ")
+    assert isinstance(ended["customer"], bytes) and b"event: snapshot" in ended["customer"]
+
+
+def _sse_clients(port: int) -> float:
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=1).text
+    line = next(x for x in text.splitlines() if x.startswith("fieldtrack_sse_clients "))
+    return float(line.split()[1])
 
 
 def _ready(port: int) -> bool:
