@@ -18,16 +18,28 @@ from typing import Any
 import uvloop
 
 from gateway.errors import ConfigError
-from gateway.settings import Settings
+from gateway.settings import LOG_LEVELS, Settings
+from simulators.argtypes import parse_duration, positive_int
 
 
 def _env(name: str, default: Any = None) -> Any:
     return os.environ.get(f"FIELDTRACK_{name.upper()}", default)
 
 
+def _port(text: str) -> int:
+    port = positive_int(text)
+    if port > 65535:
+        raise argparse.ArgumentTypeError(f"not a port: {text!r} (1-65535)")
+    return port
+
+
 def _gateway_options(p: argparse.ArgumentParser, demo: bool) -> None:
     if not demo:
-        p.add_argument("--mqtt", help="broker URL, mqtt://host:port or mqtts://user:pass@host:port")
+        p.add_argument(
+            "--mqtt",
+            help="broker URL, mqtt://host:port or mqtts://user:pass@host:port "
+            "(default mqtt://127.0.0.1:1883)",
+        )
         p.add_argument("--redis", help="redis://host:port/db (default: state in memory)")
         p.add_argument("--mqtt-protocol", choices=["5", "3.1.1", "auto"])
         p.add_argument("--mqtt-client-id", help="stable id: the broker keeps its session")
@@ -51,7 +63,11 @@ def _gateway_options(p: argparse.ArgumentParser, demo: bool) -> None:
     p.add_argument("--api-key", action="append", dest="api_keys", help="repeatable")
     p.add_argument("--topic-prefix", help="default: fleet")
     p.add_argument("--public-url", help="base URL used in links the gateway hands out")
-    p.add_argument("--history-per-device", type=int)
+    p.add_argument(
+        "--history-per-device",
+        type=int,
+        help="fixes kept per device, also the duplicate window (default 2000)",
+    )
     p.add_argument("--eta-snapshot", help="file keeping the learned ETA model (memory mode)")
     p.add_argument(
         "--timezone",
@@ -69,7 +85,7 @@ def _gateway_options(p: argparse.ArgumentParser, demo: bool) -> None:
         help="an OSRM-style routing engine, e.g. http://osrm:5000, as the prior of learned "
         "travel times (default: none, the learned model alone)",
     )
-    p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    p.add_argument("--log-level", type=str.upper, choices=LOG_LEVELS, help="default INFO")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -79,14 +95,31 @@ def build_parser() -> argparse.ArgumentParser:
     _gateway_options(run, demo=False)
     demo = sub.add_parser("demo", help="everything on one machine, nothing to install")
     _gateway_options(demo, demo=True)
-    demo.add_argument("--broker-port", type=int, default=int(_env("broker_port", 1884)))
-    demo.add_argument("--technicians", type=int, default=int(_env("technicians", 20)))
-    demo.add_argument("--seed", type=int, default=int(_env("seed", 7)))
+    # String defaults: argparse converts them with ``type`` only when this subcommand runs,
+    # so a bad FIELDTRACK_* value is a usage error of the demo, not a crash of every command.
     demo.add_argument(
-        "--duration", type=float, default=_env("duration"), help="stop after N seconds"
+        "--broker-port",
+        type=_port,
+        default=_env("broker_port", "1884"),
+        help="port of the embedded MQTT broker (default 1884)",
+    )
+    demo.add_argument(
+        "--technicians",
+        type=positive_int,
+        default=_env("technicians", "20"),
+        help="size of the simulated fleet (default 20)",
+    )
+    demo.add_argument(
+        "--seed", type=int, default=_env("seed", "7"), help="the fleet's day (default 7)"
+    )
+    demo.add_argument(
+        "--duration",
+        type=parse_duration,
+        default=_env("duration"),
+        help="stop after this long: seconds, or 45m, 8h (default: run until stopped)",
     )
     simulate = sub.add_parser("simulate", help="drive a simulated fleet against a broker")
-    from simulators.cli import add_arguments
+    from simulators.cli import add_arguments  # the simulator's imports, only when needed
 
     add_arguments(simulate)
     return parser

@@ -10,11 +10,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import sys
 
 import httpx
 
 from gateway.broker import embedded_broker
+from gateway.errors import ConfigError
 from gateway.server import build_runtime, serve
 from gateway.settings import Settings
 from simulators.config import SimConfig
@@ -46,6 +48,16 @@ async def first_tracking_link(base_url: str, key: str) -> str | None:
             await asyncio.sleep(0.2)
 
 
+def check_free(what: str, host: str, port: int) -> None:
+    """ConfigError if ``host:port`` cannot be listened on (taken, or not this host's)."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise ConfigError(f"{what} port {host}:{port}: {exc.strerror}") from None
+
+
 def banner(settings: Settings, key: str, technicians: int, link: str | None) -> str:
     url = settings.base_url
     return "\n".join(
@@ -69,22 +81,29 @@ async def demo(settings: Settings, technicians: int, seed: int, duration: float 
     key = settings.api_keys[0].value
     url = settings.mqtt_url
     stop = asyncio.Event()
+    # Both ports up front: a port taken is one clear line, not the tracebacks of a
+    # broker or server failing inside a task group.
+    for what, (host, port) in (("broker", (url.host, url.port)), ("http", settings.http_bind())):
+        check_free(what, host, port)
     async with embedded_broker(url.host, url.port):
         runtime = await build_runtime(settings)
+        # The fleet and the demo's own calls go to this process, wherever --public-url
+        # (what links and the banner show) points; the fleet publishes on --topic-prefix.
+        local = settings.local_url
         sim = SimConfig.demo(
-            mqtt_url=settings.mqtt, api_url=settings.base_url, api_key=key,
-            technicians=technicians, seed=seed,
+            mqtt_url=settings.mqtt, api_url=local, api_key=key,
+            technicians=technicians, seed=seed, topic_prefix=settings.topic_prefix,
         )  # fmt: skip
 
         async def fleet() -> None:
             async with asyncio.timeout(30):
-                await wait_http(settings.base_url)
+                await wait_http(local)
             run = asyncio.create_task(simulate(sim, stop=stop), name="simulator")
             link = None
             try:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(20):
-                        link = await first_tracking_link(settings.base_url, key)
+                        link = await first_tracking_link(local, key)
                 print(banner(settings, key, technicians, link), file=sys.stdout, flush=True)
                 summary = await run
             finally:

@@ -60,6 +60,9 @@ def _bool(value: str) -> bool:
     raise ConfigError(f"not a boolean: {value!r}")
 
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     """Everything the gateway and the API need; see README "Configuration"."""
@@ -171,6 +174,8 @@ class Settings:
             ZoneInfo(self.timezone)
         except (ZoneInfoNotFoundError, ValueError):
             raise ConfigError(f"timezone: unknown IANA time zone {self.timezone!r}") from None
+        if self.log_level not in LOG_LEVELS:
+            raise ConfigError(f"log_level must be one of {', '.join(LOG_LEVELS)}")
         if self.redis is not None and not self.redis.startswith(
             ("redis://", "rediss://", "unix://")
         ):
@@ -180,7 +185,17 @@ class Settings:
         host, _, port = self.http.rpartition(":")
         if not port.isdigit():
             raise ConfigError(f"http must be host:port, not {self.http!r}")
+        if not 0 <= int(port) <= 65535:
+            # The socket layer would take it modulo 65536 and listen somewhere else.
+            raise ConfigError(f"http port must be 0-65535, not {port}")
         return host or "127.0.0.1", int(port)
+
+    @property
+    def local_url(self) -> str:
+        """Where this process's own HTTP server answers (``base_url`` may be a public
+        address in front of it, not reachable from here)."""
+        host, port = self.http_bind()
+        return f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
 
     @property
     def mqtt_url(self) -> MqttUrl:
@@ -190,8 +205,7 @@ class Settings:
     def base_url(self) -> str:
         if self.public_url:
             return self.public_url.rstrip("/")
-        host, port = self.http_bind()
-        return f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
+        return self.local_url
 
     def with_(self, **changes: Any) -> Settings:
         return replace(self, **changes)
@@ -206,6 +220,8 @@ def _convert(name: str, raw: Any, type_name: str) -> Any:
         return tuple(k for k in keys if k.value)
     if name == "signing_key":
         return raw if isinstance(raw, Secret) else Secret(str(raw))
+    if name == "log_level" and isinstance(raw, str):
+        return raw.strip().upper()  # "debug" from the environment is DEBUG
     if not isinstance(raw, str):
         return raw
     try:

@@ -11,7 +11,6 @@ import argparse
 import asyncio
 import contextlib
 import os
-import re
 import signal
 from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
@@ -22,19 +21,11 @@ import aiomqtt
 import httpx
 from rich.console import Console
 
+from simulators.argtypes import parse_duration, positive_int
 from simulators.config import FORMATS, NETWORKS, PROTOCOLS, SimConfig
 from simulators.runner import SimSummary, SimulationError, simulate
 
 ENV_PREFIX = "FIELDTRACK_"
-_UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-
-
-def parse_duration(text: str) -> float:
-    """'90', '90s', '15m', '1.5h' -> seconds."""
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", text.lower())
-    if not m:
-        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (e.g. 3600, 45m, 8h)")
-    return float(m.group(1)) * _UNITS[m.group(2)]
 
 
 def parse_time(text: str) -> float:
@@ -57,13 +48,6 @@ def _choice(allowed: tuple[str, ...]) -> Callable[[str], str]:
     return check
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be >= 1")
-    return value
-
-
 def _first_key(text: str) -> str:
     # FIELDTRACK_API_KEY may list several keys for the gateway; the simulator uses the first.
     return text.split(",")[0].strip()
@@ -74,7 +58,7 @@ OPTIONS: tuple[tuple[str, Callable[[str], Any], str], ...] = (
     ("--mqtt", str, "broker URL, mqtt://[user:pass@]host:port (default mqtt://127.0.0.1:1883)"),
     ("--api", str, "gateway HTTP URL (default http://127.0.0.1:8080; 'none': MQTT only)"),
     ("--api-key", _first_key, "API key sent as Authorization: Bearer"),
-    ("--technicians", _positive_int, "number of technicians (default 10)"),
+    ("--technicians", positive_int, "number of technicians (default 10)"),
     ("--speedup", float, "virtual seconds per wall second (default 1 = real time)"),
     ("--seed", int, "random seed: the same seed gives the same fleet and truth (default 1)"),
     ("--truth", Path, "write ground truth JSONL here"),

@@ -158,6 +158,7 @@ class SimConfig:
         network: Network = "helsinki",
         truth_path: Path | None = None,
         progress: bool = False,
+        topic_prefix: str = "fleet",
     ) -> SimConfig:
         """The `fieldtrack demo` preset: a busy fleet on a compact network, in real time.
 
@@ -204,4 +205,5 @@ class SimConfig:
             fleet=fleet,
             phone=phone,
             progress=progress,
+            topic_prefix=topic_prefix,
         )

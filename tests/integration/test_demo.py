@@ -6,6 +6,7 @@ import asyncio
 import os
 import re
 import signal
+import socket
 import sys
 from pathlib import Path
 
@@ -36,16 +37,23 @@ async def read_banner(proc: asyncio.subprocess.Process) -> tuple[str, str, str]:
 
 
 async def test_demo_streams_positions_and_exits_cleanly_on_ctrl_c() -> None:
-    env = {**os.environ, "FIELDTRACK_LOG_LEVEL": "WARNING"}
+    # A topic prefix of its own (the fleet must publish there too), and a public URL that
+    # only links and the banner use (the demo's own calls go to its local port).
+    env = {**os.environ, "FIELDTRACK_LOG_LEVEL": "warning", "FIELDTRACK_TOPIC_PREFIX": "acme"}
+    local = f"http://127.0.0.1:{free_port()}"
     proc = await asyncio.create_subprocess_exec(
-        FIELDTRACK, "demo", "--http", f"127.0.0.1:{free_port()}",
+        FIELDTRACK, "demo", "--http", local.removeprefix("http://"),
         "--broker-port", str(free_port()), "--technicians", "20",
+        "--public-url", "http://track.example.invalid",
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=env,
     )  # fmt: skip
     try:
         url, key, link = await read_banner(proc)
-        async with httpx.AsyncClient(base_url=url, timeout=30) as http:
-            page = await http.get(link)  # the customer's tracking page
+        assert url == "http://track.example.invalid"
+        assert link.startswith("http://track.example.invalid/track/")
+        async with httpx.AsyncClient(base_url=local, timeout=30) as http:
+            # the customer's tracking page
+            page = await http.get(link.removeprefix("http://track.example.invalid"))
             assert page.status_code == 200 and "text/html" in page.headers["content-type"]
             async with asyncio.timeout(20):  # the fleet registers itself right after the banner
                 while True:
@@ -72,3 +80,21 @@ async def test_demo_streams_positions_and_exits_cleanly_on_ctrl_c() -> None:
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+async def test_demo_on_a_taken_port_says_so_in_one_line() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = await asyncio.create_subprocess_exec(
+            FIELDTRACK, "demo", "--http", f"127.0.0.1:{free_port()}", "--broker-port", str(port),
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        )  # fmt: skip
+        async with asyncio.timeout(20):
+            out, _ = await proc.communicate()
+    assert proc.returncode == 2
+    assert out.decode().strip().splitlines()[-1] == (
+        f"fieldtrack: broker port 127.0.0.1:{port}: Address already in use"
+    )
+    assert "Traceback" not in out.decode()

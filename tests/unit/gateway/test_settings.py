@@ -92,6 +92,8 @@ BAD: list[dict[str, Any]] = [
     {"late_probability": "0"},
     {"late_probability": "likely"},
     {"routing_url": "osrm:5000"},
+    {"http": "127.0.0.1:99999"},  # the socket would listen on 99999 % 65536
+    {"log_level": "verbose"},
 ]
 
 
@@ -99,6 +101,44 @@ BAD: list[dict[str, Any]] = [
 def test_bad_values_are_config_errors(values: dict[str, Any]) -> None:
     with pytest.raises(ConfigError):
         Settings.from_mapping(values)
+
+
+def test_log_level_from_the_environment_is_case_blind() -> None:
+    assert Settings.from_env({"FIELDTRACK_LOG_LEVEL": "debug"}).log_level == "DEBUG"
+
+
+def test_a_bad_demo_variable_is_the_demos_usage_error_not_every_commands_crash(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name in ("BROKER_PORT", "TECHNICIANS", "SEED", "DURATION"):
+        monkeypatch.setenv(f"FIELDTRACK_{name}", "abc")
+    parser = build_parser()  # read when the parser is built: it used to raise here
+    assert parser.parse_args(["run", "--api-key", "k"]).command == "run"
+    with pytest.raises(SystemExit) as exit_:
+        parser.parse_args(["demo"])
+    assert exit_.value.code == 2
+    assert "argument --broker-port: invalid _port value: 'abc'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "error"),
+    [
+        (["--technicians", "0"], "argument --technicians: must be >= 1"),
+        (["--broker-port", "70000"], "argument --broker-port: not a port: '70000' (1-65535)"),
+        (["--duration", "soon"], "argument --duration: not a duration: 'soon'"),
+    ],
+)
+def test_demo_options_are_checked_by_the_parser(
+    argv: list[str], error: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["demo", *argv])
+    assert error in capsys.readouterr().err
+
+
+def test_demo_duration_and_log_level_forms() -> None:
+    args = build_parser().parse_args(["demo", "--duration", "45m", "--log-level", "debug"])
+    assert (args.duration, args.log_level) == (2700.0, "DEBUG")
 
 
 def test_unknown_and_none_options_are_ignored() -> None:
@@ -150,6 +190,8 @@ def test_http_bind_and_base_url(
 ) -> None:
     s = Settings(http=http, public_url=public)
     assert (s.http_bind(), s.base_url) == (bind, base)
+    # Where this process answers, whatever a public URL in front of it says.
+    assert s.local_url == f"http://{'127.0.0.1' if bind[0] == '0.0.0.0' else bind[0]}:{bind[1]}"
 
 
 def test_settings_are_frozen() -> None:

@@ -10,13 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from simulators.cli import (
-    add_arguments,
-    config_from_args,
-    parse_duration,
-    parse_time,
-    run_from_args,
-)
+from simulators.argtypes import parse_duration
+from simulators.cli import add_arguments, config_from_args, parse_time, run_from_args
 from simulators.config import SimConfig
 from simulators.truth import read_truth
 from tests.support.procs import free_port
