@@ -11,6 +11,9 @@ const $ = (sel) => document.querySelector(sel);
 const SVG = "http://www.w3.org/2000/svg";
 const ACTIVE = new Set(["en_route", "on_site", "paused", "resumed"]);
 const CLOSED = new Set(["done", "cancelled", "failed"]);
+// At the site: on_site, or paused/resumed after arriving (a break on the way is not).
+const onSite = (j) => j.state === "on_site"
+  || (["paused", "resumed"].includes(j.state) && (j.history || []).some((h) => h.status === "on_site"));
 const ALERT_NAMES = {
   late_risk: "Late risk", overrun: "Overrun", stale_device: "Stale device",
   long_stop: "Long stop", left_site_open_job: "Left site, job open",
@@ -28,6 +31,7 @@ let source = null;
 let lastId = null;
 let retryMs = 1000;
 let fitted = false;
+let hasView = false;
 const pending = new Map(); // technician_id -> timer of a debounced jobs refresh
 
 function el(tag, cls, text) {
@@ -68,7 +72,9 @@ async function getJson(path) {
 function initMap() {
   if (map) return true;
   if (!window.L) { $("#asset-error").hidden = false; return false; }
-  map = L.map("map", { zoomControl: true }).setView([20, 0], 2);
+  // No view yet: loadAll() fits the fleet before anything is drawn, so the first tiles
+  // fetched are the fleet's, not the whole world's at zoom 2.
+  map = L.map("map", { zoomControl: true });
   L.control.scale().addTo(map);
   if (cfg.tile_url) {
     const tiles = L.tileLayer(cfg.tile_url, { attribution: cfg.attribution, maxZoom: cfg.max_zoom });
@@ -216,7 +222,8 @@ function drawSite(j, order) {
   node.classList.toggle("closed", CLOSED.has(j.state));
   node.querySelector(".num").textContent = order ? String(order) : "";
   const eta = node.querySelector(".eta");
-  eta.textContent = !CLOSED.has(j.state) && j.eta != null ? hhmm(j.eta) : "";
+  // An ETA only while it is one: on site, j.eta is the arrival, already shown by the state.
+  eta.textContent = !CLOSED.has(j.state) && !onSite(j) && j.eta != null ? hhmm(j.eta) : "";
   eta.classList.toggle("late", late(j) > 0);
   node.title = `${j.job_id} — ${j.state.replace("_", " ")}${j.window ? `, window ${hhmm(j.window.start)}–${hhmm(j.window.end)}` : ""}`;
 }
@@ -241,7 +248,9 @@ function drawTechPanel(id) {
     const li = el("li");
     const window = j.window ? ` · window ${hhmm(j.window.start)}–${hhmm(j.window.end)}` : "";
     const p90 = j.eta_p90 != null ? `–${hhmm(j.eta_p90)}` : "";
-    li.append(`${j.job_id} · ${j.state.replace("_", " ")} · ETA ${hhmm(j.eta)}${p90}${window}`);
+    const when = CLOSED.has(j.state) ? "" : onSite(j)
+      ? ` · since ${hhmm(j.eta)}` : ` · ETA ${hhmm(j.eta)}${p90}`;
+    li.append(`${j.job_id} · ${j.state.replace("_", " ")}${when}${window}`);
     const minutes = late(j);
     if (minutes > 0) li.append(" ", el("span", "late", `+${minutes} min`));
     list.appendChild(li);
@@ -364,13 +373,15 @@ function upsertJob(j) {
 
 async function loadAll() {
   const [list, allJobs] = await Promise.all([getJson("/api/v1/technicians"), getJson("/api/v1/jobs")]);
+  if (!fitted && map) {
+    const points = list.filter((t) => t.position).map((t) => [t.position.lat, t.position.lon]);
+    for (const j of allJobs) if (!CLOSED.has(j.state)) points.push([j.site.lat, j.site.lon]);
+    if (points.length) { map.fitBounds(L.latLngBounds(points).pad(0.2), { maxZoom: 15 }); fitted = true; }
+    else if (!hasView) map.setView([20, 0], 2); // nothing to show yet: the world
+    hasView = true;
+  }
   for (const j of allJobs) upsertJob(j);
   for (const t of list) upsertTech(t);
-  if (!fitted && map) {
-    const points = [...techs.values()].filter((e) => e.t.position).map((e) => [e.t.position.lat, e.t.position.lon]);
-    for (const { j } of jobs.values()) if (!CLOSED.has(j.state)) points.push([j.site.lat, j.site.lon]);
-    if (points.length) { map.fitBounds(L.latLngBounds(points).pad(0.2), { maxZoom: 15 }); fitted = true; }
-  }
 }
 
 async function refreshJobs(id) {

@@ -129,6 +129,13 @@ async def test_sign_in_marker_moves_eta_and_alert(
         await page.select_option("#filter-tech", "")
         await marker.wait_for(state="visible", timeout=2000)
 
+        # On site, the tour says since when, not an "ETA" in the past.
+        async with httpx.AsyncClient(base_url=settings.base_url, headers=AUTH) as http:
+            r = await http.post("/api/v1/jobs/j1/status", json={"status": "on_site"})
+            assert r.status_code == 200
+        first = page.locator('#tech-list li[data-technician="t1"] ol.tour li').first
+        await expect(first).to_contain_text("j1 · on site · since", timeout=5000)
+
         # No tiles could load here: the page says so and keeps working.
         await page.locator("#map-note").wait_for(state="visible", timeout=5000)
         await s.shot("dispatcher-map")
@@ -136,3 +143,7 @@ async def test_sign_in_marker_moves_eta_and_alert(
         origin = tile_origin(OSM_TILES)
         assert origin is not None
         assert s.watch.external and all(u.startswith(origin + "/") for u in s.watch.external)
+        # Tiles of the fleet's area only: the map fitted the fleet before its first view,
+        # so no world tile at zoom 2 was fetched first ({origin}/{z}/{x}/{y}.png).
+        zooms = {int(u.removeprefix(origin + "/").split("/")[0]) for u in s.watch.external}
+        assert min(zooms) >= 10, sorted(zooms)
