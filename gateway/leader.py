@@ -158,6 +158,10 @@ class EngineLeader:
                 while not (sub.overflowed.is_set() and sub.queue.empty()):
                     raise_if_cancelling()  # after the Redis calls of the last turn
                     event_id, _, data = await sub.queue.get()
+                    if not event_id:
+                        # Subscription.end (the HTTP server's shutdown ends the feeds'
+                        # subscriptions): the leader follows on until it is stopped.
+                        continue
                     await self.handle(orjson.loads(data), event_id)
                     last_id = event_id
                     if time.monotonic() - saved_at >= CHECKPOINT_EVERY_S:
