@@ -18,8 +18,9 @@ Alerts (``evaluate``), each raised once per (alert, job) condition and followed 
   the rule cannot tell how long the device has been silent and stays quiet: the gateway
   passes the time the job went active when no fix has arrived since.
 * ``long_stop`` -- en route and stopped (within ``long_stop_radius_m`` of one point, see
-  ``track_stop``) for ``long_stop_after_s`` away from every site; ``info`` (a fuel stop or a
-  parts counter is legitimate).
+  ``track_stop``) for ``long_stop_after_s`` away from every site, as far as the fixes show
+  (up to the last one: silence is ``stale_device``'s); ``info`` (a fuel stop or a parts
+  counter is legitimate).
 """
 
 from __future__ import annotations
@@ -193,13 +194,16 @@ def _device_rules(
         out[("stale_device", job)] = Alert(
             "stale_device", technician_id, job, "critical", now, False, detail
         )
+    # Stopped as far as the fixes show: up to the last one. Silence after it is the stale
+    # rule's (one old fix, then nothing, is no evidence of a stop, only of silence).
+    seen_until = last_fix_ts if last_fix_ts is not None else now
     if (
         active.state == "en_route"
         and stopped_since is not None
-        and now - stopped_since >= cfg.long_stop_after_s
+        and seen_until - stopped_since >= cfg.long_stop_after_s
         and not near_site
     ):
-        detail = {"stopped_since": stopped_since, "stopped_s": now - stopped_since}
+        detail = {"stopped_since": stopped_since, "stopped_s": seen_until - stopped_since}
         out[("long_stop", job)] = Alert("long_stop", technician_id, job, "info", now, False, detail)
 
 

@@ -243,6 +243,14 @@ SCENARIOS: dict[str, list[Step]] = {
         (2000, [eta("A", 1900)], [stop("A", "on_site", arrived=1990)], 2000, 0, False, []),
         (2100, [eta("A", 1900)], [stop("A", "en_route")], 2100, None, False, []),
     ],
+    "long stop: only as long as fixes show it, silence after is stale_device's": [
+        # One fix at 0, then nothing: 1800 s of silence is no evidence of a stop.
+        (1800, [eta("A", 2900)], [stop("A", "en_route")], 0, 0, False,
+         [("stale_device", "A", "critical", False)]),
+        # Fixes resume from the same spot, 900 s after the stop began: now it is one.
+        (1810, [eta("A", 2900)], [stop("A", "en_route")], 900, 0, False,
+         [("long_stop", "A", "info", False)]),
+    ],  # fmt: skip
 }
 
 
