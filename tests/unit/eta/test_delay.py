@@ -245,12 +245,26 @@ SCENARIOS: dict[str, list[Step]] = {
     ],
     "long stop: only as long as fixes show it, silence after is stale_device's": [
         # One fix at 0, then nothing: 1800 s of silence is no evidence of a stop.
-        (1800, [eta("A", 2900)], [stop("A", "en_route")], 0, 0, False,
-         [("stale_device", "A", "critical", False)]),
+        (
+            1800,
+            [eta("A", 2900)],
+            [stop("A", "en_route")],
+            0,
+            0,
+            False,
+            [("stale_device", "A", "critical", False)],
+        ),
         # Fixes resume from the same spot, 900 s after the stop began: now it is one.
-        (1810, [eta("A", 2900)], [stop("A", "en_route")], 900, 0, False,
-         [("long_stop", "A", "info", False)]),
-    ],  # fmt: skip
+        (
+            1810,
+            [eta("A", 2900)],
+            [stop("A", "en_route")],
+            900,
+            0,
+            False,
+            [("long_stop", "A", "info", False)],
+        ),
+    ],
 }
 
 
