@@ -119,16 +119,27 @@ def config_from_args(args: argparse.Namespace, environ: Mapping[str, str]) -> Si
             try:
                 value = kind(env)
             except (ValueError, argparse.ArgumentTypeError) as exc:
-                raise SystemExit(f"{ENV_PREFIX}{dest.upper()}: {exc}") from exc
+                # A usage error, as a bad option is (exit code 2), not a crash.
+                raise ValueError(f"{ENV_PREFIX}{dest.upper()}: {exc}") from exc
         if dest == "api" and value is not None and value.strip().lower() in ("", "none"):
             changes["api_url"] = None  # no registrations: publish over MQTT only
         elif value is not None:
             changes[FIELDS[dest]] = value
     no_progress = getattr(args, "no_progress", None)
     if no_progress is None:
-        no_progress = environ.get(ENV_PREFIX + "NO_PROGRESS", "").lower() in ("1", "true", "yes")
+        no_progress = _flag(environ.get(ENV_PREFIX + "NO_PROGRESS", ""), "NO_PROGRESS")
     changes["progress"] = not no_progress
     return SimConfig().with_(**changes)
+
+
+def _flag(text: str, name: str) -> bool:
+    """An on/off variable, read as the gateway reads its own (``gateway.settings``)."""
+    value = text.strip().lower()
+    if value in ("", "0", "false", "no", "off"):
+        return False
+    if value in ("1", "true", "yes", "on"):
+        return True
+    raise ValueError(f"{ENV_PREFIX}{name}: {text!r} is not one of 1/0, true/false, yes/no, on/off")
 
 
 async def run_from_args(args: argparse.Namespace) -> int:

@@ -101,18 +101,25 @@ def test_api_none_means_mqtt_only(value: str) -> None:
     assert config_from_args(parser().parse_args([]), {"FIELDTRACK_API": "none"}).api_url is None
 
 
-def test_no_progress_from_environment() -> None:
-    assert (
-        config_from_args(parser().parse_args([]), {"FIELDTRACK_NO_PROGRESS": "1"}).progress is False
-    )
+@pytest.mark.parametrize(
+    ("value", "progress"), [("1", False), ("on", False), ("YES", False), ("off", True), ("", True)]
+)
+def test_no_progress_from_environment(value: str, progress: bool) -> None:
+    env = {"FIELDTRACK_NO_PROGRESS": value}
+    assert config_from_args(parser().parse_args([]), env).progress is progress
 
 
 @pytest.mark.parametrize(
     ("env", "message"),
-    [({"FIELDTRACK_TECHNICIANS": "many"}, "TECHNICIANS"), ({"FIELDTRACK_FORMAT": "xml"}, "FORMAT")],
+    [
+        ({"FIELDTRACK_TECHNICIANS": "many"}, "TECHNICIANS"),
+        ({"FIELDTRACK_FORMAT": "xml"}, "FORMAT"),
+        ({"FIELDTRACK_NO_PROGRESS": "maybe"}, "NO_PROGRESS: 'maybe' is not one of"),
+    ],
 )
 def test_bad_environment_values_are_reported(env: dict[str, str], message: str) -> None:
-    with pytest.raises(SystemExit, match=message):
+    # ValueError: run_from_args prints it and exits 2, as argparse does for a bad option.
+    with pytest.raises(ValueError, match=message):
         config_from_args(parser().parse_args([]), env)
 
 
