@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, Depends, Query
 
 from dispatcher_feed.context import AppContext, context
-from dispatcher_feed.routes import ApiError, require_key
+from dispatcher_feed.routes import ID_PATTERN, ApiError, require_key
 from dispatcher_feed.schemas import error_responses
 from eta.kpi import EtaPrediction, FixRecord, JobRecord, KpiConfig, compute_kpis
 from gateway.model import Job
@@ -78,7 +78,7 @@ async def get_kpis(
     ctx: Annotated[AppContext, Depends(context)],
     since: Annotated[float | None, Query(ge=0, allow_inf_nan=False)] = None,
     until: Annotated[float | None, Query(ge=0, allow_inf_nan=False)] = None,
-    technician_id: Annotated[str | None, Query(max_length=64)] = None,
+    technician_id: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
 ) -> dict[str, Any]:
     """Punctuality, SLA compliance, ETA error at T-30/T-10 min, km driven, on-site time,
     jobs per technician per day and first-visit completion over ``[since, until)``."""

@@ -22,7 +22,8 @@ from geofence.errors import FenceError
 from geofence.shapes import Fence, fence_to_geojson
 
 Ctx = Annotated[AppContext, Depends(context)]
-IdPath = Annotated[str, Path(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
+ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"  # CONTRACT "Identifiers"
+IdPath = Annotated[str, Path(pattern=ID_PATTERN)]
 
 
 class ApiError(HTTPException):
@@ -92,7 +93,7 @@ async def put_job(job_id: IdPath, body: JobIn, ctx: Ctx) -> dict[str, Any]:
 
 @api.get("/jobs")
 async def list_jobs(
-    ctx: Ctx, technician_id: Annotated[str | None, Query(max_length=64)] = None
+    ctx: Ctx, technician_id: Annotated[str | None, Query(pattern=ID_PATTERN)] = None
 ) -> list[dict[str, Any]]:
     if technician_id is not None:
         jobs = await ctx.store.jobs_of(technician_id)
@@ -166,7 +167,7 @@ async def device_positions(
 @api.get("/feed", response_class=EventSourceResponse)
 async def feed(
     ctx: Ctx,
-    technician_id: Annotated[str | None, Query(max_length=64)] = None,
+    technician_id: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
     last_event_id: Annotated[str | None, Header(max_length=64)] = None,
     last_id: Annotated[str | None, Query(alias="lastEventId", max_length=64)] = None,
 ) -> Response:

@@ -151,6 +151,9 @@ VALIDATION: list[tuple[str, str, Any, str]] = [
      "query.since: Input should be a valid number, unable to parse string as a number"),
     ("GET", f"{HISTORY}?since=nan", None, "query.since: Input should be a finite number"),
     ("GET", "/api/v1/kpis?until=inf", None, "query.until: Input should be a finite number"),
+    ("GET", "/api/v1/feed?technician_id=bad%20id", None, f"query.technician_id: {PATTERN}"),
+    ("GET", "/api/v1/kpis?technician_id=bad%20id", None, f"query.technician_id: {PATTERN}"),
+    ("GET", "/api/v1/jobs?technician_id=bad%20id", None, f"query.technician_id: {PATTERN}"),
 ]  # fmt: skip
 
 
