@@ -222,10 +222,14 @@ function drawSite(j, order) {
   node.classList.toggle("closed", CLOSED.has(j.state));
   node.querySelector(".num").textContent = order ? String(order) : "";
   const eta = node.querySelector(".eta");
-  // An ETA only while it is one: on site, j.eta is the arrival, already shown by the state.
-  eta.textContent = !CLOSED.has(j.state) && !onSite(j) && j.eta != null ? hhmm(j.eta) : "";
+  // An ETA only while it is one (on site, j.eta is the arrival); on the map only for each
+  // technician's next stop and for late ones, or a busy fleet's labels cover each other
+  // (every ETA is in the tour panel and the marker's tooltip).
+  const predicted = !CLOSED.has(j.state) && !onSite(j) && j.eta != null;
+  eta.textContent = predicted && (order === 1 || late(j) > 0) ? hhmm(j.eta) : "";
   eta.classList.toggle("late", late(j) > 0);
-  node.title = `${j.job_id} — ${j.state.replace("_", " ")}${j.window ? `, window ${hhmm(j.window.start)}–${hhmm(j.window.end)}` : ""}`;
+  const window = j.window ? `, window ${hhmm(j.window.start)}–${hhmm(j.window.end)}` : "";
+  node.title = `${j.job_id} — ${j.state.replace("_", " ")}${predicted ? `, ETA ${hhmm(j.eta)}` : ""}${window}`;
 }
 
 function drawTechPanel(id) {
@@ -376,7 +380,7 @@ async function loadAll() {
   if (!fitted && map) {
     const points = list.filter((t) => t.position).map((t) => [t.position.lat, t.position.lon]);
     for (const j of allJobs) if (!CLOSED.has(j.state)) points.push([j.site.lat, j.site.lon]);
-    if (points.length) { map.fitBounds(L.latLngBounds(points).pad(0.2), { maxZoom: 15 }); fitted = true; }
+    if (points.length) { map.fitBounds(L.latLngBounds(points).pad(0.1), { maxZoom: 17 }); fitted = true; }
     else if (!hasView) map.setView([20, 0], 2); // nothing to show yet: the world
     hasView = true;
   }
@@ -416,7 +420,9 @@ async function optional() {
   }
   if (has("geofences") && map) {
     const fences = await getJson("/api/v1/geofences");
-    const features = Array.isArray(fences) ? fences : fences.features || [];
+    // The dispatcher's own fences (depots, zones): job sites are drawn as sites already.
+    const all = Array.isArray(fences) ? fences : fences.features || [];
+    const features = all.filter((f) => !(f.properties && f.properties.kind === "site"));
     L.geoJSON(features, {
       style: { color: "#7c3aed", weight: 2, fillOpacity: 0.08 },
       pointToLayer: (f, latlng) => L.circle(latlng, { radius: (f.properties && f.properties.radius_m) || 50 }),

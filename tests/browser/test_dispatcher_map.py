@@ -114,6 +114,7 @@ async def test_sign_in_marker_moves_eta_and_alert(
         await page.locator("#kpis").wait_for(state="visible", timeout=5000)
         fence = page.locator('.leaflet-overlay-pane path[stroke="#7c3aed"]')
         await fence.first.wait_for(state="attached", timeout=5000)
+        assert await fence.count() == 1  # the depot; the jobs' own site fences are not drawn
 
         # Staleness shows on the marker and the panel; filters hide the others.
         bob = page.locator('.tech-marker[data-technician="t2"]')
