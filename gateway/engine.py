@@ -53,7 +53,6 @@ from eta.spread import BandScale
 from eta.trips import Trip, begin_trip, extend_trip, finish_trip
 from gateway.events import (
     alert_event,
-    closed_eta_event,
     eta_event,
     geofence_event,
     notification_event,
@@ -520,7 +519,7 @@ class Engine:
         if job.state not in CLOSED_STATES:
             return out  # open, just not estimable now (no position): it keeps its last ETA
         del tech.published[job_id]
-        out.events.append(closed_eta_event(job, now))
+        out.events.append(eta_event(job, None, now))
         updated = msgspec.structs.replace(job, eta=None, eta_p90=None, delay_s=None)
         self.tours.put(updated)
         out.jobs.append(updated)

@@ -40,36 +40,21 @@ def geofence_event(
     return event
 
 
-def eta_event(job: Job, e: JobEta, ts: float) -> Event:
+def eta_event(job: Job, e: JobEta | None, ts: float) -> Event:
+    """A job's prediction; ``e`` None: the job was closed (done, cancelled, failed) and has
+    no ETA any more, so every prediction field is null."""
     return {
         "type": "eta",
         "ts": ts,
         "job_id": job.job_id,
         "technician_id": job.technician_id,
         "state": job.state,
-        "eta": round(e.eta, 1),
-        "eta_p10": round(e.eta_p10, 1),
-        "eta_p90": round(e.eta_p90, 1),
-        "delay_s": round(e.delay_s, 1),
-        "late_probability": round(e.late_probability, 3),
-        "departure": round(e.departure, 1),
-    }
-
-
-def closed_eta_event(job: Job, ts: float) -> Event:
-    """A job that had an ETA was closed (done, cancelled, failed): no ETA any more."""
-    return {
-        "type": "eta",
-        "ts": ts,
-        "job_id": job.job_id,
-        "technician_id": job.technician_id,
-        "state": job.state,
-        "eta": None,
-        "eta_p10": None,
-        "eta_p90": None,
-        "delay_s": None,
-        "late_probability": None,
-        "departure": None,
+        "eta": None if e is None else round(e.eta, 1),
+        "eta_p10": None if e is None else round(e.eta_p10, 1),
+        "eta_p90": None if e is None else round(e.eta_p90, 1),
+        "delay_s": None if e is None else round(e.delay_s, 1),
+        "late_probability": None if e is None else round(e.late_probability, 3),
+        "departure": None if e is None else round(e.departure, 1),
     }
 
 

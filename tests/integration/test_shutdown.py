@@ -22,6 +22,7 @@ from tests.support.procs import Mosquitto, free_port
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
+KEY = "shutdown-test-key-0123"
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
@@ -31,20 +32,8 @@ def test_a_signal_ends_the_gateway_cleanly_and_saves_the_eta_model(
     snapshot = tmp_path / "eta.json"
     port = free_port()
     log = tmp_path / "gateway.log"
-    args = [
-        sys.executable, "-m", "gateway.cli", "run", "--mqtt", broker.url,
-        "--mqtt-client-id", f"gw-{prefix}", "--topic-prefix", prefix,
-        "--http", f"127.0.0.1:{port}", "--api-key", "shutdown-test-key-0123",
-        "--eta-snapshot", str(snapshot), "--log-level", "INFO",
-    ]  # fmt: skip
-    with log.open("wb") as out:
-        proc = subprocess.Popen(args, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
+    proc = _start(broker, prefix, port, log, "--eta-snapshot", str(snapshot))
     try:
-        deadline = time.monotonic() + 15
-        while not _ready(port):
-            assert proc.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, log.read_text()
-            time.sleep(0.05)
         assert not snapshot.exists()  # the first periodic save is a minute away
         proc.send_signal(sig)
         assert proc.wait(15) == 0, log.read_text()
@@ -65,16 +54,10 @@ def test_open_streams_end_cleanly_and_do_not_hold_the_shutdown(
     """A dispatcher map and a customer page open: on SIGTERM their responses finish
     (curl-like clients see a complete body), with no traceback and no wait for uvicorn's
     graceful-shutdown timeout (which then cancelled each stream with a traceback)."""
-    port, key = free_port(), "shutdown-test-key-0123"
-    base, auth = f"http://127.0.0.1:{port}", {"Authorization": f"Bearer {key}"}
+    port = free_port()
+    base, auth = f"http://127.0.0.1:{port}", {"Authorization": f"Bearer {KEY}"}
     log = tmp_path / "gateway.log"
-    args = [
-        sys.executable, "-m", "gateway.cli", "run", "--mqtt", broker.url,
-        "--mqtt-client-id", f"gw-{prefix}", "--topic-prefix", prefix,
-        "--http", f"127.0.0.1:{port}", "--api-key", key, "--log-level", "INFO",
-    ]  # fmt: skip
-    with log.open("wb") as out:
-        proc = subprocess.Popen(args, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
+    proc = _start(broker, prefix, port, log)
     ended: dict[str, bytes | BaseException] = {}
 
     def read(name: str, url: str, headers: dict[str, str]) -> None:
@@ -86,10 +69,6 @@ def test_open_streams_end_cleanly_and_do_not_hold_the_shutdown(
 
     try:
         deadline = time.monotonic() + 15
-        while not _ready(port):
-            assert proc.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, log.read_text()
-            time.sleep(0.05)
         httpx.put(f"{base}/api/v1/technicians/t1", json={"name": "Ann"}, headers=auth)
         job = {"technician_id": "t1", "site": {"lat": 60.2, "lon": 24.9}}
         httpx.put(f"{base}/api/v1/jobs/j1", json=job, headers=auth)
@@ -121,6 +100,27 @@ def _sse_clients(port: int) -> float:
     text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=1).text
     line = next(x for x in text.splitlines() if x.startswith("fieldtrack_sse_clients "))
     return float(line.split()[1])
+
+
+def _start(
+    broker: Mosquitto, prefix: str, port: int, log: Path, *extra: str
+) -> subprocess.Popen[bytes]:
+    """``fieldtrack run`` in a process of its own, once it answers /readyz."""
+    args = [
+        sys.executable, "-m", "gateway.cli", "run", "--mqtt", broker.url,
+        "--mqtt-client-id", f"gw-{prefix}", "--topic-prefix", prefix,
+        "--http", f"127.0.0.1:{port}", "--api-key", KEY, "--log-level", "INFO", *extra,
+    ]  # fmt: skip
+    with log.open("wb") as out:
+        proc = subprocess.Popen(args, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 15
+    while not _ready(port):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            proc.wait()
+            raise AssertionError(log.read_text())
+        time.sleep(0.05)
+    return proc
 
 
 def _ready(port: int) -> bool:
