@@ -13,7 +13,7 @@ import pytest
 
 from gateway.engine import Engine
 from gateway.learning import ModelKeeper
-from gateway.model import Event, Job, Site, Technician
+from gateway.model import Event, Job, Site, StatusUpdate, Technician
 from gateway.redis_store import RedisStore
 from gateway.server import build_runtime
 from gateway.service import Inbound
@@ -206,5 +206,36 @@ async def test_a_new_leader_still_notifies_a_change_its_predecessor_died_handlin
         finally:
             await stop_task(leading)
         assert [e["notification"] for e in told] == ["arrived"]
+    finally:
+        await runtime.close()
+
+
+async def test_one_job_en_route_at_a_time_with_the_jobs_in_redis(
+    redis: RedisServer, prefix: str
+) -> None:
+    """The set-backs read the technician's jobs from the store: Redis's, here."""
+    settings = gateway_settings(
+        "mqtt://127.0.0.1:1", prefix, role="worker", redis=redis.url, redis_prefix=f"{prefix}:"
+    )
+    runtime = await build_runtime(settings)
+    try:
+        gateway, now = runtime.gateway, time.time()
+        await gateway.put_technician(Technician("t1", "Aino", ("d1",)))
+        await gateway.put_technician(Technician("t2", "Bo", ("d2",)))
+        for job_id in ("j1", "j2", "j3"):
+            await gateway.put_job(Job(job_id, "t1", Site(60.2, 24.9, 80.0)))
+        await gateway.report_status(StatusUpdate("", now - 30, "j1", "en_route"))
+        await gateway.report_status(StatusUpdate("", now - 20, "j2", "en_route"))
+        await gateway.put_job(Job("j2", "t2", Site(60.2, 24.9, 80.0)))  # handed to Bo
+        states = {}
+        for job_id in ("j1", "j2", "j3"):
+            job = await runtime.store.get_job(job_id)
+            assert job is not None
+            states[job_id] = (job.state, job.history[-1].source if job.history else None)
+        assert states == {
+            "j1": ("planned", "gateway"),  # superseded by j2
+            "j2": ("planned", "api"),  # reassigned while en route
+            "j3": ("planned", None),
+        }
     finally:
         await runtime.close()
