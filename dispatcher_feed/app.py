@@ -7,6 +7,7 @@ tests build an app around in-memory parts with no process to start.
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 from urllib.parse import parse_qsl
@@ -103,10 +104,23 @@ def _errors(app: FastAPI) -> None:
         )
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         body = {"error": code, "reason": str(exc.detail)}
-        return JSONResponse(body, exc.status_code, headers=exc.headers)  # 405 keeps Allow
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            # Starlette names the methods of the one route it matched (FastAPI makes a
+            # route per method): every method of the path, as the API documents them.
+            headers["Allow"] = _allowed(app, request.url.path) or headers.get("Allow", "")
+        return JSONResponse(body, exc.status_code, headers=headers)
+
+
+def _allowed(app: FastAPI, path: str) -> str | None:
+    """The methods OpenAPI lists for the path template ``path`` matches, or None."""
+    for template, operations in app.openapi().get("paths", {}).items():
+        if re.fullmatch(re.sub(r"\{[^}/]+\}", "[^/]+", template), path):
+            return ", ".join(sorted(m.upper() for m in operations))
+    return None
 
 
 def _public(app: FastAPI, ctx: AppContext) -> None:

@@ -46,7 +46,7 @@ def require_key(request: Request, ctx: Ctx) -> None:
 api = APIRouter(
     prefix="/api/v1",
     dependencies=[Depends(require_key)],
-    responses=error_responses(401, 404, 409, 422),
+    responses=error_responses(400, 401, 404, 409, 422),
 )
 
 

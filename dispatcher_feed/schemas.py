@@ -65,7 +65,8 @@ class JobIn(BaseModel):
 class StatusIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     status: Literal["en_route", "on_site", "paused", "resumed", "done", "cancelled", "failed"]
-    ts: EpochS | None = None
+    # As the codec's rule for a device (gateway.codec.check_ts), so the schema says it too.
+    ts: Annotated[float | None, Field(ge=946_684_800, le=MAX_EPOCH_S, allow_inf_nan=False)] = None
     note: Annotated[str | None, Field(max_length=1000)] = None
 
 

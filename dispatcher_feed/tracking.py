@@ -166,7 +166,7 @@ class PublicRoute(APIRoute):
         return with_headers
 
 
-tracking = APIRouter(responses=error_responses(401, 404, 409, 422))
+tracking = APIRouter(responses=error_responses(400, 401, 404, 409, 422))
 tracking.include_router(livemap)
 public = APIRouter(
     dependencies=[Depends(rate_limit)], include_in_schema=False, route_class=PublicRoute

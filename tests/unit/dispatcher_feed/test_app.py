@@ -240,6 +240,9 @@ async def test_unknown_route_and_method_are_json(client: httpx.AsyncClient) -> N
         {"error": "method_not_allowed", "reason": "Method Not Allowed"},
     )
     assert r.headers["allow"] == "GET"
+    # Every method of the path, though FastAPI makes one route per method.
+    r = await client.post("/api/v1/geofences/g1")
+    assert (r.status_code, r.headers["allow"]) == (405, "DELETE, GET, PUT")
 
 
 async def test_openapi_lists_the_contract_paths_with_unique_operation_ids(
