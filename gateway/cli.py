@@ -168,8 +168,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 async def _run(settings: Settings) -> None:
-    from gateway.server import build_runtime, serve
+    from gateway.server import build_runtime, check_free, serve
 
+    check_free("http", *settings.http_bind())  # one line, before anything connects
     runtime = await build_runtime(settings)
     logging.getLogger("fieldtrack").info(
         "FieldTrack on %s, broker %s", settings.base_url, settings.mqtt_url.host

@@ -10,14 +10,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import socket
 import sys
 
 import httpx
 
 from gateway.broker import embedded_broker
-from gateway.errors import ConfigError
-from gateway.server import build_runtime, serve
+from gateway.server import build_runtime, check_free, serve
 from gateway.settings import Settings
 from simulators.config import SimConfig
 from simulators.runner import simulate
@@ -46,16 +44,6 @@ async def first_tracking_link(base_url: str, key: str) -> str | None:
                 r = await http.post(f"/api/v1/jobs/{open_jobs[0]['job_id']}/tracking-link")
                 return str(r.json()["url"]) if r.status_code == 200 else None
             await asyncio.sleep(0.2)
-
-
-def check_free(what: str, host: str, port: int) -> None:
-    """ConfigError if ``host:port`` cannot be listened on (taken, or not this host's)."""
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError as exc:
-            raise ConfigError(f"{what} port {host}:{port}: {exc.strerror}") from None
 
 
 def banner(settings: Settings, key: str, technicians: int, link: str | None) -> str:

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import socket
 from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +25,7 @@ from eta.delay import DelayConfig
 from gateway.bus import Bus, MemoryBus
 from gateway.cancel import raise_if_cancelling
 from gateway.engine import Engine, EngineConfig
+from gateway.errors import ConfigError
 from gateway.ingest import MqttIngest
 from gateway.leader import EngineLeader
 from gateway.learning import ModelKeeper
@@ -75,6 +77,16 @@ class Runtime:
         await self.store.close()
         if self.routing is not None:
             await self.routing.aclose()
+
+
+def check_free(what: str, host: str, port: int) -> None:
+    """ConfigError if ``host:port`` cannot be listened on (taken, or not this host's)."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise ConfigError(f"{what} port {host}:{port}: {exc.strerror}") from None
 
 
 def engine_config(settings: Settings) -> EngineConfig:

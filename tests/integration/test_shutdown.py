@@ -8,6 +8,7 @@ group, closing Redis. The process must exit 0 with that done.
 from __future__ import annotations
 
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -128,3 +129,19 @@ def _ready(port: int) -> bool:
         return httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200
     except httpx.TransportError:
         return False
+
+
+def test_run_on_a_taken_http_port_says_so_in_one_line(broker: Mosquitto, prefix: str) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        args = [
+            sys.executable, "-m", "gateway.cli", "run", "--mqtt", broker.url,
+            "--topic-prefix", prefix, "--http", f"127.0.0.1:{port}", "--api-key", KEY,
+        ]  # fmt: skip
+        done = subprocess.run(args, cwd=REPO, capture_output=True, timeout=30, check=False)
+    assert done.returncode == 2
+    assert done.stderr.decode().strip().splitlines() == [
+        f"fieldtrack: http port 127.0.0.1:{port}: Address already in use"
+    ]
