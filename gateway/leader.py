@@ -20,14 +20,15 @@ cheap by comparison (a few µs a fix, one tour estimate per technician per
   inside a fence is reported entering it again.
 * The store already holds every status change up to the stream's head at takeover
   (the store scripts write a change and its event together), so the rebuilt tours
-  are ahead of the events replayed from the checkpoint. A replayed status event
-  whose change is still its job's last is therefore handled with the job set back
-  to before it in the engine, so that the engine still sees the transition and
-  makes what it makes of it (``arrived`` and ``done`` notifications, durations
-  learned): a predecessor that died before publishing them loses nothing, one
-  that had published them sends them twice. (Only the last change: the job written
-  back with new ETAs must be the stored one. Two changes of one job within the
-  replayed second keep only the last one's transition.)
+  are ahead of the events replayed from the checkpoint. A replayed status event is
+  therefore handled with its job as it was around that change (``around_change``):
+  set back to just before it in the engine, then changed to just after it, so that
+  the engine sees every transition in turn and makes what it makes of it
+  (``arrived`` and ``done`` notifications, durations learned): a predecessor that
+  died before publishing them loses nothing, one that had published them sends them
+  twice. These past versions never reach the store: what the engine writes back is
+  the ETA fields alone (``Store.put_eta``), and the replay ends on the job's last
+  change, as stored.
 """
 
 from __future__ import annotations
@@ -190,8 +191,9 @@ class EngineLeader:
         elif kind in ("status", "job"):
             job = await gateway.store.get_job(event["job_id"])
             if job is not None and kind == "status" and self._replayed(event_id):
-                before = before_change(job, event)
-                if before is not None:
+                around = around_change(job, event)
+                if around is not None:
+                    before, job = around
                     engine.tours.put(before)
             if job is not None:
                 created = bool(event.get("created")) and kind == "job"
@@ -217,17 +219,22 @@ class EngineLeader:
             raise_if_cancelling()
 
 
-def before_change(job: Job, event: Event) -> Job | None:
-    """The stored ``job`` as it was before the status change ``event`` announced, if that
-    change is its last one; else None."""
-    status, previous = event.get("status"), event.get("previous")
+def around_change(job: Job, event: Event) -> tuple[Job, Job] | None:
+    """The stored ``job`` as it was just before and just after the status change
+    ``event`` announced (found in its history by status, previous status and time), or
+    None if it is not there. A replay after a takeover feeds the engine each change in
+    turn, as the old leader would have seen it, however many came since."""
+    status, previous, ts = event.get("status"), event.get("previous"), event.get("ts")
+    if not previous or previous == status:
+        return None
     history = job.history
-    if not previous or previous == status or job.state != status or not history:
-        return None
-    last = history[-1]
-    if last.status != status or last.ts != event.get("ts"):
-        return None
-    return msgspec.structs.replace(job, state=previous, history=history[:-1])
+    for i in range(len(history) - 1, -1, -1):
+        change = history[i]
+        if (change.status, change.previous, change.ts) == (status, previous, ts):
+            before = msgspec.structs.replace(job, state=previous, history=history[:i])
+            after = msgspec.structs.replace(job, state=status, history=history[: i + 1])
+            return before, after
+    return None
 
 
 def _followed(event: Event) -> bool:

@@ -164,13 +164,20 @@ async def test_a_worker_dying_right_after_storing_loses_no_event(
     ]
 
 
+@pytest.mark.parametrize(
+    ("statuses", "told"),
+    [
+        (("en_route", "on_site"), ["arrived"]),
+        (("en_route", "on_site", "done"), ["arrived", "done"]),
+    ],
+)
 async def test_a_new_leader_still_notifies_a_change_its_predecessor_died_handling(
-    redis: RedisServer, prefix: str
+    redis: RedisServer, prefix: str, statuses: tuple[str, ...], told: list[str]
 ) -> None:
     """The old leader checkpointed the job's creation, then died before it handled the
-    technician's arrival. Its successor rebuilds the engine from the store, where the job
-    is already on site, and replays the arrival from the checkpoint: the customer is
-    still told."""
+    technician's arrival (and, in the second case, the job being done). Its successor
+    rebuilds the engine from the store, where the job is already in its last state, and
+    replays every change from the checkpoint: the customer is still told each."""
     settings = gateway_settings(
         "mqtt://127.0.0.1:1", prefix, role="worker", redis=redis.url, redis_prefix=f"{prefix}:"
     )
@@ -186,8 +193,8 @@ async def test_a_new_leader_still_notifies_a_change_its_predecessor_died_handlin
         batch = [
             Inbound(f"{prefix}/d1/status", json.dumps(body).encode(), now)
             for body in (
-                {"ts": now - 60, "job": "j1", "status": "en_route"},
-                {"ts": now - 5, "job": "j1", "status": "on_site"},
+                {"ts": now - 60 + 20 * i, "job": "j1", "status": status}
+                for i, status in enumerate(statuses)
             )
         ]
         await gateway.handle_batch(batch)  # stored, announced; nobody led meanwhile
@@ -196,16 +203,22 @@ async def test_a_new_leader_still_notifies_a_change_its_predecessor_died_handlin
             async with asyncio.timeout(15):
                 while True:
                     rows = await client.xrange(f"{prefix}:events")
-                    told = [
+                    notices = [
                         e for e in (json.loads(f[b"d"]) for _, f in rows)
                         if e["type"] == "notify" and e["job_id"] == "j1"
                     ]  # fmt: skip
-                    if told:
+                    if len(notices) >= len(told):
                         break
                     await asyncio.sleep(0.05)
+            await asyncio.sleep(0.3)  # and nothing more
+            rows = await client.xrange(f"{prefix}:events")
         finally:
             await stop_task(leading)
-        assert [e["notification"] for e in told] == ["arrived"]
+        notices = [
+            e for e in (json.loads(f[b"d"]) for _, f in rows)
+            if e["type"] == "notify" and e["job_id"] == "j1"
+        ]  # fmt: skip
+        assert [e["notification"] for e in notices] == told
     finally:
         await runtime.close()
 
