@@ -100,6 +100,9 @@ def fence_from_geojson(fence_id: str, feature: object) -> Fence:
         geom, size_m, source = _multipolygon(coords)
     elif gtype == "Point":
         lon, lat = _position(coords)
+        if lat == 0.0 and lon == 0.0:
+            # As for fixes and job sites: a tracker or a form with no location.
+            raise FenceError("a circle at lat=0, lon=0 is almost certainly a missing location")
         geom, size_m, source = _circle(lat, lon, props.get("radius_m"))
     elif gtype == "LineString":
         geom, size_m, source = _corridor(coords, props.get("width_m"))

@@ -89,6 +89,8 @@ INVALID: list[tuple[str, str, object, str]] = [
      "coordinate is not a number"),
     ("lat-nan", "f", feature(point(lat=math.nan), radius_m=50), "coordinate is not finite"),
     ("lon-inf", "f", feature(point(lon=math.inf), radius_m=50), "coordinate is not finite"),
+    ("null-island", "f", feature(point(0.0, 0.0), radius_m=50),
+     "a circle at lat=0, lon=0 is almost certainly a missing location"),
     ("alt-nan", "f", feature(point() | {"coordinates": [LON, LAT, math.nan]}, radius_m=50),
      "coordinate is not finite"),
     ("one-number", "f", feature(point() | {"coordinates": [LON]}, radius_m=50),
