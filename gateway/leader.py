@@ -34,6 +34,7 @@ cheap by comparison (a few µs a fix, one tour estimate per technician per
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
@@ -59,6 +60,12 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0
 """
+RELEASE_LUA: Final = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
 FOLLOWED: Final = frozenset({"position", "status", "job", "fence"})
 # Notifications made outside the engine, which the leader relays to MQTT out.
 RELAYED: Final = frozenset({"tracking_link"})
@@ -79,12 +86,19 @@ class EngineLeader:
         self.keeper = keeper
         self.redis = redis
         self.worker_id = worker_id or uuid.uuid4().hex[:12]
+        # The lease holds this process's token, not its name: two workers started with
+        # the same --worker-id must not both renew it and both lead.
+        self.token = f"{self.worker_id}:{uuid.uuid4().hex[:8]}"
         self.lease_ms = int(lease_s * 1000)
         self.leader_key = f"{key_prefix}engine:leader"
         self.stream_key = f"{key_prefix}events"  # RedisBus.stream
         self._rebuilt_after: tuple[int, int] | None = None
         self.checkpoint_key = f"{key_prefix}engine:checkpoint"
         self.is_leader = asyncio.Event()
+        # Leading when last seen (a shutdown cancels the term without losing the lease),
+        # and the last event finished: close() checkpoints it and hands the lease back.
+        self._held = False
+        self._done_id: str | None = None
 
     async def run(self) -> None:
         """Campaign forever; while elected, feed the engine and tick it.
@@ -104,11 +118,12 @@ class EngineLeader:
 
     async def _term(self) -> None:
         """Win the lease (or find it still ours) and lead until it is lost."""
-        won = await self.redis.set(self.leader_key, self.worker_id, nx=True, px=self.lease_ms)
+        won = await self.redis.set(self.leader_key, self.token, nx=True, px=self.lease_ms)
         if not won and not await self._renew():
             return
         log.info("worker %s is the engine leader", self.worker_id)
         self.is_leader.set()
+        self._held = True
         try:
             async with asyncio.TaskGroup() as tg:
                 keep = tg.create_task(self._keep_lease(), name="engine-lease")
@@ -117,9 +132,20 @@ class EngineLeader:
                 work.cancel()
         finally:
             self.is_leader.clear()
+        self._held = False
         log.warning("worker %s lost the engine lease", self.worker_id)
 
     async def close(self) -> None:
+        """Stopping: checkpoint the last event finished and hand the lease back, so that
+        another worker leads within a third of the lease (its next campaign) rather than
+        after the whole lease; then close Redis."""
+        if self._held:
+            with contextlib.suppress(RedisError, OSError):
+                if self._done_id is not None and not self.gateway.outbox:
+                    await self.redis.set(self.checkpoint_key, self._done_id)
+                await self.redis.eval(RELEASE_LUA, 1, self.leader_key, self.token)
+                log.info("worker %s handed the engine lease back", self.worker_id)
+            self._held = False
         await self.redis.aclose()
 
     async def _keep_lease(self) -> None:
@@ -130,9 +156,8 @@ class EngineLeader:
             raise_if_cancelling()
 
     async def _renew(self) -> bool:
-        renewed = await self.redis.eval(
-            RENEW_LUA, 1, self.leader_key, self.worker_id, str(self.lease_ms)
-        )
+        lease = str(self.lease_ms)
+        renewed = await self.redis.eval(RENEW_LUA, 1, self.leader_key, self.token, lease)
         return bool(renewed)
 
     async def _lead(self) -> None:
@@ -164,8 +189,11 @@ class EngineLeader:
                         # subscriptions): the leader follows on until it is stopped.
                         continue
                     await self.handle(orjson.loads(data), event_id)
-                    last_id = event_id
-                    if time.monotonic() - saved_at >= CHECKPOINT_EVERY_S:
+                    last_id = self._done_id = event_id
+                    # Not while MQTT-out events wait in memory (the broker away): a
+                    # successor must replay what made them, or they are lost with us.
+                    due = time.monotonic() - saved_at >= CHECKPOINT_EVERY_S
+                    if due and not self.gateway.outbox:
                         await self.redis.set(self.checkpoint_key, last_id)
                         saved_at = time.monotonic()
 

@@ -252,3 +252,41 @@ async def test_one_job_en_route_at_a_time_with_the_jobs_in_redis(
         }
     finally:
         await runtime.close()
+
+
+async def test_a_stopping_leader_hands_over_at_once_and_one_name_leads_once(
+    redis: RedisServer, prefix: str
+) -> None:
+    """Two workers started with the same --worker-id: one leads (the lease holds a token
+    per process). The leader stopping hands the lease back, with a last checkpoint: the
+    other leads at its next campaign (a third of the 10 s lease), not after the lease."""
+    settings = gateway_settings(
+        "mqtt://127.0.0.1:1", prefix, role="worker", redis=redis.url, redis_prefix=f"{prefix}:",
+        worker_id="same-name",
+    )  # fmt: skip
+    first, second = await build_runtime(settings), await build_runtime(settings)
+    a, b = first.leader, second.leader
+    assert a is not None and b is not None
+    run_a = asyncio.create_task(a.run())
+    run_b: asyncio.Task[None] | None = None
+    try:
+        async with asyncio.timeout(5):
+            await a.is_leader.wait()
+        run_b = asyncio.create_task(b.run())
+        await asyncio.sleep(4.0)  # more than one campaign of b's
+        assert a.is_leader.is_set() and not b.is_leader.is_set()
+        await first.gateway.put_job(Job("j1", None, Site(60.2, 24.9, 80.0)))  # one event
+        await asyncio.sleep(0.3)
+        await stop_task(run_a)
+        stopped = time.monotonic()
+        await first.close()
+        client = second.store.client  # type: ignore[attr-defined]
+        assert await client.get(a.checkpoint_key) is not None
+        async with asyncio.timeout(8):
+            await b.is_leader.wait()
+        assert time.monotonic() - stopped < 4.0  # was ~12 s: the whole lease, then a campaign
+    finally:
+        await stop_task(run_a)
+        if run_b is not None:
+            await stop_task(run_b)
+        await second.close()
