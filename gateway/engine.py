@@ -237,6 +237,7 @@ class Engine:
         out = Effects()
         if previous is not None and previous.technician_id not in (None, job.technician_id):
             # Taken from a tour (reassigned or unassigned): that tour changes at once too.
+            out.extend(self._handed_over(previous, job, now))
             out.extend(self._estimate(previous.technician_id, now, force=True))
         if job.technician_id is None:
             return out
@@ -248,6 +249,27 @@ class Engine:
         if joined and job.priority == "urgent":
             out.extend(self._reoptimize(job.technician_id, now, "urgent_job", (job.job_id,)))
         out.extend(self._estimate(job.technician_id, now, force=True))
+        return out
+
+    def _handed_over(self, previous: Job, job: Job, now: float) -> Effects:
+        """What the previous technician's engine state said of a job that is no longer
+        theirs: an open ``left_site_open_job`` alert is cleared (nobody else would), and
+        the ETA their tour predicted is withdrawn -- an ``eta`` event with no prediction,
+        the stored ETA fields cleared -- until the new technician's estimate, if it can
+        make one, publishes theirs (in the same change, just after)."""
+        out = Effects()
+        old = self.techs.get(previous.technician_id) if previous.technician_id else None
+        if old is None:
+            return out
+        old.band_samples.pop(job.job_id, None)
+        if job.job_id in old.left_open:
+            old.left_open.discard(job.job_id)
+            out.events.append(_left_site_alert(previous, now, cleared=True))
+        if old.published.pop(job.job_id, None) is not None:
+            out.events.append(eta_event(job, None, now))
+            cleared = msgspec.structs.replace(job, eta=None, eta_p90=None, delay_s=None)
+            self.tours.put(cleared)
+            out.jobs.append(cleared)
         return out
 
     def _on_state(self, tech: TechTrack, job: Job, previous: Job, now: float) -> Effects:

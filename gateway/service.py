@@ -357,11 +357,20 @@ class Gateway:
             events += await self._apply(self.engine.job_changed(new, update.ts))
         if new.technician_id is not None and (travelling(new) or new.state == "on_site"):
             # On the way to (or at) this job, so no longer on the way to another: that
-            # one is planned again, and its customer stops seeing the technician.
+            # one is planned again, and its customer stops seeing the technician. Unless
+            # the other began later than this status (a phone's buffered or skewed
+            # clock): then this job is the one left behind.
+            others = [
+                j for j in await self.store.jobs_of(new.technician_id)
+                if j.job_id != new.job_id and travelling(j)
+            ]  # fmt: skip
+            later = [j for j in others if j.history and j.history[-1].ts > update.ts]
+            if later and travelling(new):
+                note = f"superseded: {later[0].state} at {later[0].job_id}"
+                return events + await self._set_back(new, update.ts, "gateway", note)
             note = f"superseded: {new.state} at {new.job_id}"
-            for other in await self.store.jobs_of(new.technician_id):
-                last = other.history[-1].ts if other.history else 0.0
-                if other.job_id != new.job_id and travelling(other) and last <= update.ts:
+            for other in others:
+                if other not in later:  # (on site here, then off to that one: both stand)
                     events += await self._set_back(other, update.ts, "gateway", note)
         return events
 

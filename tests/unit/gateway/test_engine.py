@@ -776,6 +776,7 @@ def test_unassigning_a_job_clears_its_alerts_at_once() -> None:
     ]
     events = rig.job("a", 3000, at=150, tech=None, seq=1, window=(0, 100))
     assert only(events, "alert", "eta") == [
+        ("eta", "a", "planned", None),  # t1's ETA for it withdrawn: nobody's tour now
         ("eta", "b", "planned", 750.0),  # b is first now: 600 s from where t1 stands
         ("eta", "c", "planned", 1650.0),
         ("alert", "late_risk", "a", True),
@@ -785,8 +786,11 @@ def test_unassigning_a_job_clears_its_alerts_at_once() -> None:
 def test_reassigning_a_job_moves_its_fence_and_tour() -> None:
     rig = planned_tour()
     events = rig.job("b", 6000, at=50, tech="t2", seq=2)
-    # c now follows a directly: leaves a at 50 + 300 + 600, 600 s to drive.
-    assert only(events, "eta") == [("eta", "c", "planned", 1550.0)]
+    # t1's ETA for b is withdrawn (t2, never seen, predicts none); c now follows a
+    # directly: leaves a at 50 + 300 + 600, 600 s to drive.
+    assert only(events, "eta") == [("eta", "b", "planned", None), ("eta", "c", "planned", 1550.0)]
+    job_b = rig.engine.tours.get("b")
+    assert job_b is not None and (job_b.eta, job_b.eta_p90, job_b.delay_s) == (None,) * 3
     assert [j.job_id for j in rig.engine.tours.tour("t1")] == ["a", "c"]
     assert [j.job_id for j in rig.engine.tours.tour("t2")] == ["b"]
     assert rig.engine.fences.fences["job:b"].technician_ids == frozenset({"t2"})
