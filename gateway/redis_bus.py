@@ -194,12 +194,13 @@ class RedisBus:
         member.go_live()
 
     async def _gappy(self, after: StreamKey) -> bool:
-        """Whether events after ``after`` may have been trimmed away (MAXLEN ~ replay).
+        """Whether events after ``after`` may be missing from the stream.
 
-        The stream says how many entries it ever took and its first one, not which
-        were trimmed: a resume from before the first entry of a trimmed stream is taken
-        as a gap (at worst the one trimmed entry was the client's own last: a needless
-        refetch, never a silent loss). No stream at all: everything since is gone."""
+        The client's id came from an entry of this stream, so it is at or after the
+        first entry unless entries were trimmed away (MAXLEN ~ replay) or the stream is
+        not the one it read (Redis restarted empty, the key deleted): a resume from before
+        the first entry is a gap (at worst the client's own entry was the last trimmed:
+        a needless refetch, never a silent loss), and so is one into no stream at all."""
         try:
             info = await self.client.xinfo_stream(self.stream)
         except RedisError as exc:
@@ -207,9 +208,8 @@ class RedisBus:
                 return True
             raise
         first = info.get("first-entry")
-        trimmed = int(info.get("entries-added", 0)) > int(info.get("length", 0))
-        if not trimmed or not first:
-            return False
+        if not first:
+            return True  # an empty stream: whatever the client saw is not in it
         raw = first[0]
         key = parse_id(raw.decode() if isinstance(raw, bytes) else str(raw))
         return key is not None and after < key

@@ -217,6 +217,10 @@ async def test_a_resume_from_before_what_was_trimmed_is_marked_a_gap(
         await bus.client.delete(bus.stream)  # Redis flushed: everything since is gone
         async with bus.subscribe(ids[-1], None, 10) as lost:
             assert lost.gap
+        # Redis back empty, and events flowing again: the client's id is from before.
+        await bus.publish([ev(1000)])
+        async with bus.subscribe(ids[-1], None, 10) as restarted:
+            assert restarted.gap and numbers(await take(restarted, 1)) == [1000]
 
 
 def reader_tasks() -> list[asyncio.Task[object]]:
