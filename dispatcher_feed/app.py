@@ -78,7 +78,7 @@ def create_app(ctx: AppContext) -> FastAPI:
     app.include_router(kpis)
     # Before _public: the map page's own CSP admits the configured tile server.
     app.include_router(tracking)
-    app.state.tracking = TrackingState.from_settings(ctx.settings)
+    app.state.tracking = TrackingState.from_settings(ctx.settings, ctx.store)
     app.state.map_config = MapConfig.from_settings(ctx.settings)
     _errors(app)
     _public(app, ctx)

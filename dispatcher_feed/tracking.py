@@ -84,24 +84,22 @@ class TrackingConfig:
 
 
 class Revocations:
-    """Per job, the moment up to which its issued links are revoked; in this process's memory."""
+    """Per job, the moment up to which its issued links are revoked. In the store: every
+    API node honours a revocation made on any one, and a restart forgets none."""
 
-    def __init__(self, max_ttl_s: float) -> None:
-        self._before: dict[str, float] = {}
+    def __init__(self, store: Store, max_ttl_s: float) -> None:
+        self._store = store
         self._max_ttl_s = max_ttl_s
 
-    def revoke(self, job_id: str, now: float) -> None:
-        # An entry older than the longest link lifetime covers only expired links.
-        horizon = now - self._max_ttl_s
-        self._before = {j: t for j, t in self._before.items() if t >= horizon}
-        self._before[job_id] = now
+    async def revoke(self, job_id: str, now: float) -> None:
+        await self._store.revoke_links(job_id, now, self._max_ttl_s)
 
-    def revoked(self, job_id: str, issued_at: float) -> bool:
-        before = self._before.get(job_id)
+    async def revoked(self, job_id: str, issued_at: float) -> bool:
+        before = await self._store.links_revoked(job_id)
         return before is not None and issued_at <= before
 
-    def last(self, job_id: str) -> float | None:
-        return self._before.get(job_id)
+    async def last(self, job_id: str) -> float | None:
+        return await self._store.links_revoked(job_id)
 
 
 @dataclass
@@ -111,11 +109,10 @@ class TrackingState:
     limiter: RateLimiter
 
     @classmethod
-    def from_settings(cls, settings: Any) -> TrackingState:
+    def from_settings(cls, settings: Any, store: Store) -> TrackingState:
         config = TrackingConfig.from_settings(settings)
-        return cls(
-            config, Revocations(config.max_ttl_s), RateLimiter(config.rate_per_s, config.burst)
-        )
+        revocations = Revocations(store, config.max_ttl_s)
+        return cls(config, revocations, RateLimiter(config.rate_per_s, config.burst))
 
     @classmethod
     def of(cls, app: FastAPI) -> TrackingState:
@@ -123,7 +120,7 @@ class TrackingState:
         state: TrackingState | None = getattr(app.state, "tracking", None)
         if state is None:
             ctx: AppContext = app.state.ctx
-            state = app.state.tracking = cls.from_settings(ctx.settings)
+            state = app.state.tracking = cls.from_settings(ctx.settings, ctx.store)
         return state
 
 
@@ -201,7 +198,7 @@ async def create_link(
         raise ApiError(409, "job_closed", f"job {job_id!r} is {job.state}")
     now = time.time()
     # A link issued in the same millisecond as a revocation must not fall under it.
-    last = state.revocations.last(job_id)
+    last = await state.revocations.last(job_id)
     issued = now if last is None else max(now, last + 0.002)
     expires = int(state.config.expiry(job, now, expires_at))
     if expires <= issued:
@@ -227,7 +224,7 @@ async def revoke_links(job_id: IdPath, ctx: Ctx, state: State) -> dict[str, Any]
     if await ctx.store.get_job(job_id) is None:
         raise ApiError(404, "not_found", f"no job {job_id!r}")
     now = time.time()
-    state.revocations.revoke(job_id, now)
+    await state.revocations.revoke(job_id, now)
     return {"job_id": job_id, "revoked": True, "revoked_at": now}
 
 
@@ -242,7 +239,7 @@ async def _open(token: str, store: Store, state: TrackingState) -> tuple[links.L
         claims = links.verify(state.config.keys, token, time.time())
     except links.LinkError as exc:
         raise _Closed(410 if exc.gone else 404) from None
-    if state.revocations.revoked(claims.job_id, claims.issued_at):
+    if await state.revocations.revoked(claims.job_id, claims.issued_at):
         raise _Closed(410)
     job = await store.get_job(claims.job_id)
     if job is None or job.state in TERMINAL_STATES:
@@ -355,7 +352,7 @@ async def _customer_frames(
         if sub.overflowed.is_set() and queue.empty():
             return
         remaining = claims.expires_at - time.time()
-        if remaining <= 0 or state.revocations.revoked(claims.job_id, claims.issued_at):
+        if remaining <= 0 or await state.revocations.revoked(claims.job_id, claims.issued_at):
             reason = "expired" if remaining <= 0 else "revoked"
             yield b"event: end\ndata: %s\n\n" % orjson.dumps({"type": "end", "reason": reason})
             return

@@ -463,6 +463,14 @@ class RedisStore:
         # Changed under us every time: the next estimate writes the ETA again.
         log.warning("ETA of job %s not stored: the job kept changing", job.job_id)
 
+    async def revoke_links(self, job_id: str, before: float, keep_s: float) -> None:
+        # Expires with the last link it can cover: nothing to clean up.
+        await self.client.set(self._key("revoked", job_id), repr(before), px=int(keep_s * 1000))
+
+    async def links_revoked(self, job_id: str) -> float | None:
+        raw = await self.client.get(self._key("revoked", job_id))
+        return None if raw is None else float(_raw(raw))
+
     async def get_job(self, job_id: str) -> Job | None:
         data = await self.client.hget(self._key("jobs"), job_id)
         return None if data is None else _JOB.decode(_raw(data))

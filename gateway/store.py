@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import bisect
 import enum
+import time
 from collections.abc import Iterable, Sequence
 from typing import Protocol
 
@@ -83,6 +84,15 @@ class Store(Protocol):
         ...
 
     async def list_fences(self) -> dict[str, bytes]: ...
+    async def revoke_links(self, job_id: str, before: float, keep_s: float) -> None:
+        """Every customer link of the job issued up to ``before`` is revoked, for
+        ``keep_s`` (the longest a link lives: after that they have all expired)."""
+        ...
+
+    async def links_revoked(self, job_id: str) -> float | None:
+        """Up to when the job's links are revoked; None if never (or long enough ago)."""
+        ...
+
     async def ping(self) -> bool: ...
     async def close(self) -> None: ...
 
@@ -135,6 +145,8 @@ class MemoryStore:
         self._history: dict[str, _History] = {}
         self._latest: dict[str, Fix] = {}
         self._technicians: dict[str, Technician] = {}
+        # job id -> (links revoked up to, kept until)
+        self._revoked: dict[str, tuple[float, float]] = {}
         self._device_owner: dict[str, str] = {}
         self._jobs: dict[str, Job] = {}
         self._fences: dict[str, bytes] = {}
@@ -211,6 +223,15 @@ class MemoryStore:
 
     async def delete_fence(self, fence_id: str, events: Sequence[Event] = ()) -> bool:
         return self._fences.pop(fence_id, None) is not None
+
+    async def revoke_links(self, job_id: str, before: float, keep_s: float) -> None:
+        until = before + keep_s
+        self._revoked = {j: r for j, r in self._revoked.items() if r[1] > before}
+        self._revoked[job_id] = (before, until)
+
+    async def links_revoked(self, job_id: str) -> float | None:
+        revoked = self._revoked.get(job_id)
+        return None if revoked is None or revoked[1] <= time.time() else revoked[0]
 
     async def list_fences(self) -> dict[str, bytes]:
         return dict(self._fences)

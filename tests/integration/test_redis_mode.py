@@ -11,6 +11,7 @@ import aiomqtt
 import httpx
 import pytest
 
+from dispatcher_feed.app import create_app
 from gateway.engine import Engine
 from gateway.learning import ModelKeeper
 from gateway.model import Event, Job, Site, StatusUpdate, Technician
@@ -290,3 +291,36 @@ async def test_a_stopping_leader_hands_over_at_once_and_one_name_leads_once(
         if run_b is not None:
             await stop_task(run_b)
         await second.close()
+
+
+async def test_a_link_revoked_on_one_api_node_is_revoked_on_every_node_and_after_restarts(
+    redis: RedisServer, prefix: str
+) -> None:
+    common = {"redis": redis.url, "redis_prefix": f"{prefix}:", "signing_key": "one-key-for-all"}
+    node = gateway_settings("mqtt://127.0.0.1:1", prefix, role="api", **common)
+    one, two = await build_runtime(node), await build_runtime(node)
+    try:
+        await one.gateway.put_technician(Technician("t1", "Aino", ("d1",)))
+        await one.gateway.put_job(Job("j1", "t1", Site(60.2, 24.9, 80.0)))
+        clients = [
+            httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=create_app(rt.app_context)),
+                base_url="http://testserver", headers=AUTH,
+            )
+            for rt in (one, two)
+        ]  # fmt: skip
+        async with clients[0] as http1, clients[1] as http2:
+            token = (await http1.post("/api/v1/jobs/j1/tracking-link")).json()["token"]
+            assert (await http2.get(f"/track/{token}/state")).status_code == 200
+            assert (await http1.delete("/api/v1/jobs/j1/tracking-link")).status_code == 200
+            assert (await http2.get(f"/track/{token}/state")).status_code == 410
+    finally:
+        await one.close()
+        await two.close()
+    again = await build_runtime(node)  # a node (re)started after the revocation
+    try:
+        transport = httpx.ASGITransport(app=create_app(again.app_context))
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+            assert (await http.get(f"/track/{token}/state")).status_code == 410
+    finally:
+        await again.close()
