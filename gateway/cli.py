@@ -172,9 +172,8 @@ async def _run(settings: Settings) -> None:
 
     check_free("http", *settings.http_bind())  # one line, before anything connects
     runtime = await build_runtime(settings)
-    logging.getLogger("fieldtrack").info(
-        "FieldTrack on %s, broker %s", settings.base_url, settings.mqtt_url.host
-    )
+    broker = "" if settings.role == "api" else f", broker {settings.mqtt_url.host}"
+    logging.getLogger("fieldtrack").info("FieldTrack on %s%s", settings.base_url, broker)
     await serve(runtime)
 
 

@@ -65,8 +65,12 @@ class Gauge:
     name: str
     help: str
     read: Callable[[], float] = lambda: 0.0
+    # Not exported where it means nothing (the broker gauge of an HTTP-only node).
+    enabled: bool = True
 
     def render(self) -> Iterable[str]:
+        if not self.enabled:
+            return
         yield f"# HELP {self.name} {self.help}"
         yield f"# TYPE {self.name} gauge"
         yield f"{self.name} {_number(self.read())}"

@@ -29,7 +29,7 @@ from gateway.errors import ConfigError
 from gateway.ingest import MqttIngest
 from gateway.leader import EngineLeader
 from gateway.learning import ModelKeeper
-from gateway.metrics import Metrics
+from gateway.metrics import Gauge, Metrics
 from gateway.routing import OsrmRouting
 from gateway.service import Gateway
 from gateway.settings import Settings
@@ -143,6 +143,16 @@ async def build_runtime(settings: Settings) -> Runtime:
     await gateway.start()
     ingest = MqttIngest(settings, gateway)
     serves_mqtt = settings.role in ("all", "worker")
+    metrics.broker_connected.enabled = serves_mqtt  # an API node has no broker to be up
+    if leader is not None and serves_mqtt:  # where the engine may run
+        elected = leader.is_leader
+        metrics.extra.append(
+            Gauge(
+                "fieldtrack_engine_leader",
+                "1 while this worker runs the engine (elected through Redis).",
+                lambda: 1.0 if elected.is_set() else 0.0,
+            )
+        )
 
     async def ready() -> bool:
         broker_ok = ingest.connected.is_set() or not serves_mqtt

@@ -54,7 +54,7 @@ async def test_worker_ingests_leader_runs_engine_api_node_streams(
     now = time.time()
     async with (
         running_gateway(worker, background=True) as w,
-        running_gateway(api, background=True),
+        running_gateway(api, background=True) as a,
         httpx.AsyncClient(base_url=api.base_url, headers=AUTH, timeout=10) as http,
     ):
         assert w.leader is not None
@@ -77,6 +77,10 @@ async def test_worker_ingests_leader_runs_engine_api_node_streams(
         assert (enter.data["transition"], enter.data["geofence_id"]) == ("enter", "job:j1")
         r = await http.get("/api/v1/devices/d1/positions")
         assert [p["lat"] for p in r.json()] == [60.19, 60.2, 60.2]
+        # Who leads shows in the worker's metrics; an API node has no broker gauge.
+        assert "fieldtrack_engine_leader 1" in w.metrics.render()
+        assert "fieldtrack_broker_connected" not in a.metrics.render()
+        assert "fieldtrack_engine_leader" not in a.metrics.render()
         # A tracking link issued on the HTTP-only node reaches MQTT out through the leader.
         async with aiomqtt.Client("127.0.0.1", broker.port) as client:
             await client.subscribe(f"{prefix}/out/notify", qos=1)
