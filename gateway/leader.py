@@ -111,7 +111,7 @@ class EngineLeader:
             try:
                 await self._term()
             except* RedisError as group:
-                log.warning("engine election: Redis failed (%s)", group.exceptions[0])
+                log.warning("engine election: Redis failed (%r)", _first_leaf(group))
             # An error raised while cancelling (a last save) must not eat the cancel.
             raise_if_cancelling()
             await asyncio.sleep(self.lease_ms / 3000)
@@ -263,6 +263,14 @@ def around_change(job: Job, event: Event) -> tuple[Job, Job] | None:
             after = msgspec.structs.replace(job, state=status, history=history[: i + 1])
             return before, after
     return None
+
+
+def _first_leaf(group: BaseExceptionGroup[RedisError]) -> BaseException:
+    """The error itself, out of the task groups' nesting (whose message names none)."""
+    exc: BaseException = group
+    while isinstance(exc, BaseExceptionGroup):
+        exc = exc.exceptions[0]
+    return exc
 
 
 def _followed(event: Event) -> bool:
