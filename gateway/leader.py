@@ -111,7 +111,8 @@ class EngineLeader:
             try:
                 await self._term()
             except* RedisError as group:
-                log.warning("engine election: Redis failed (%r)", _first_leaf(group))
+                error = _first_leaf(group)
+                log.warning("engine election: Redis failed (%s: %s)", type(error).__name__, error)
             # An error raised while cancelling (a last save) must not eat the cancel.
             raise_if_cancelling()
             await asyncio.sleep(self.lease_ms / 3000)
