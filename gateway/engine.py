@@ -96,7 +96,9 @@ class EngineConfig:
     replayed day behaves like a live one; but a newest fix that was already old when it
     arrived (the end of a flushed offline buffer, a message held back) would keep every
     later tick that far in the past: silence judged late, ETAs published before the
-    present. 300 s, as far as a fix may be ahead (``gateway.codec.MAX_FUTURE_S``).
+    present. 300 s, as far as a fix may be ahead (``gateway.codec.MAX_FUTURE_S``); it
+    applies once nothing has arrived for ``quiet_s`` (60 s), so that a device still
+    reporting (a replayed or simulated past day) keeps one timeline for fixes and ticks.
     ``estimate``: the rules of the tour cascade (``eta.estimate.EstimateConfig``)."""
 
     eta_interval_s: float = 10.0
@@ -107,6 +109,7 @@ class EngineConfig:
     retire_every_s: float = 3600.0
     band_sample_s: float = 300.0
     max_lag_s: float = 300.0
+    quiet_s: float = 60.0
     estimate: EstimateConfig = field(default_factory=EstimateConfig)
     detector: DetectorConfig = field(default_factory=DetectorConfig)
     delay: DelayConfig = field(default_factory=DelayConfig)
@@ -605,13 +608,22 @@ class Engine:
         self, technician_id: str | None, wall_now: float, track: DeviceTrack | None = None
     ) -> float:
         tech = self.techs.get(technician_id) if technician_id is not None else None
-        floor = wall_now - self.config.max_lag_s
         if tech is not None and tech.last_fix is not None and tech.last_received is not None:
-            return max(tech.last_fix.ts + max(0.0, wall_now - tech.last_received), floor)
+            return self._since(tech.last_fix.ts, tech.last_received, wall_now)
         # A device nobody owns keeps its own clock the same way, or its dwells never fire.
         if track is not None and track.last is not None and track.received is not None:
-            return max(track.last.ts + max(0.0, wall_now - track.received), floor)
+            return self._since(track.last.ts, track.received, wall_now)
         return wall_now
+
+    def _since(self, fix_ts: float, received: float, wall_now: float) -> float:
+        """Fix time + wall time since it arrived; once the device has gone quiet (nothing
+        received for ``quiet_s``), no more than ``max_lag_s`` behind the wall clock. A
+        device still reporting keeps its own timeline, however far behind (a replay, a
+        simulator's past day): its fixes and its ticks then agree."""
+        since = fix_ts + max(0.0, wall_now - received)
+        if wall_now - received < self.config.quiet_s:
+            return since
+        return max(since, wall_now - self.config.max_lag_s)
 
     def _tech(self, technician_id: str) -> TechTrack:
         tech = self.techs.get(technician_id)

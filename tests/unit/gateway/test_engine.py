@@ -662,6 +662,18 @@ def test_a_fix_already_old_on_arrival_does_not_hold_event_time_back(
             assert e["eta"] >= e["ts"]
 
 
+def test_a_device_reporting_on_a_past_timeline_keeps_it_between_fixes() -> None:
+    # A replayed (or simulated) day: every fix arrives 1000 s after it was taken, one
+    # every 10 s. Its ticks follow its own clock, as its fixes do: it is not silent.
+    rig = Rig()
+    rig.job("j1", 30000)
+    rig.status("j1", "en_route", 0)
+    for at in range(20, 400, 10):
+        rig.fix(at, 0, received=at + 1000)
+        events = rig.tick(at + 1005)
+        assert [b for b in only(events, "alert") if b[1] == "stale_device"] == [], at
+
+
 def test_stale_without_any_fix_counts_from_the_job_going_active() -> None:
     rig = Rig()
     rig.job("j1", 3000)
