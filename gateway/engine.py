@@ -269,10 +269,7 @@ class Engine:
             old.left_open.discard(job.job_id)
             out.events.append(_left_site_alert(previous, now, cleared=True))
         if old.published.pop(job.job_id, None) is not None:
-            out.events.append(eta_event(job, None, now))
-            cleared = msgspec.structs.replace(job, eta=None, eta_p90=None, delay_s=None)
-            self.tours.put(cleared)
-            out.jobs.append(cleared)
+            out.extend(self._withdraw_eta(job, now))
         return out
 
     def _on_state(self, tech: TechTrack, job: Job, previous: Job, now: float) -> Effects:
@@ -533,22 +530,22 @@ class Engine:
         return out
 
     def _unpublish(self, tech: TechTrack, job_id: str, job: Job | None, now: float) -> Effects:
-        """A job with a published ETA that has none any more. Closed (done, cancelled,
-        failed): its state changed, so one last ``eta`` event says so with no ETA, and the
-        stored job's ETA fields are cleared. Gone from the tour (given to another
-        technician, or retired): forgotten here; the new technician's estimate speaks."""
-        out = Effects()
-        if job is None:
-            del tech.published[job_id]
-            return out
-        if job.state not in CLOSED_STATES:
-            return out  # open, just not estimable now (no position): it keeps its last ETA
+        """A job with a published ETA that the estimate no longer predicts. Closed (done,
+        cancelled, failed): its state changed, so its ETA is withdrawn. Open but not
+        estimable now (no position): it keeps its last ETA. Gone from the tour: only
+        forgotten (a hand-over withdrew it already, ``_handed_over``)."""
+        if job is not None and job.state not in CLOSED_STATES:
+            return Effects()
         del tech.published[job_id]
-        out.events.append(eta_event(job, None, now))
-        updated = msgspec.structs.replace(job, eta=None, eta_p90=None, delay_s=None)
-        self.tours.put(updated)
-        out.jobs.append(updated)
-        return out
+        return self._withdraw_eta(job, now) if job is not None else Effects()
+
+    def _withdraw_eta(self, job: Job, now: float) -> Effects:
+        """No ETA for the job any more: an ``eta`` event with no prediction, and the
+        stored job's ETA fields cleared."""
+        cleared = msgspec.structs.replace(job, eta=None, eta_p90=None, delay_s=None)
+        if job.technician_id is not None:
+            self.tours.put(cleared)
+        return Effects(events=[eta_event(job, None, now)], jobs=[cleared])
 
     def _reoptimize(
         self,
