@@ -232,6 +232,11 @@ class Engine:
             except FenceError as exc:
                 self._sites.pop(job.job_id, None)
                 log.error("job %r has no site fence: %s", job.job_id, exc)
+            if job.notified and job.technician_id is not None:
+                # What the customer was told before this engine (a previous leader's).
+                tech = self._tech(job.technician_id)
+                told = {(n, job.job_id) for n in job.notified}
+                tech.notify = NotifyState(tech.notify.sent | told)
 
     def job_changed(self, job: Job, now: float, created: bool = False) -> Effects:
         """A job was created, edited or changed state (through the API or a status)."""
@@ -469,7 +474,13 @@ class Engine:
         tech.notify, notes = customer_notifications(
             now, technician_id, position, etas, stops, tech.notify, cfg
         )
-        out.events += [notification_event(n, by_id[n.job_id]) for n in notes]
+        for n in notes:
+            out.events.append(notification_event(n, by_id[n.job_id]))
+            # Kept with the job, so that an engine rebuilt elsewhere does not send it again.
+            job = self.tours.get(n.job_id) or by_id[n.job_id]
+            told = msgspec.structs.replace(job, notified=(*job.notified, n.notification))
+            self.tours.put(told)
+            out.jobs.append(told)
         return out
 
     def _sample_bands(

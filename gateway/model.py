@@ -118,6 +118,9 @@ class Job(msgspec.Struct, frozen=True):
     delay_s: float | None = None
     # (published at, predicted arrival) of recent ETAs: what the ETA-error KPI scores.
     predictions: tuple[tuple[float, float], ...] = ()
+    # Customer notifications the engine sent for this job (arriving_soon, delayed): each
+    # at most once, also across an engine rebuilt by a new leader.
+    notified: tuple[str, ...] = ()
 
     def to_wire(self) -> dict[str, Any]:
         return msgspec.to_builtins(self)  # type: ignore[no-any-return]

@@ -66,9 +66,9 @@ class Store(Protocol):
         ...
 
     async def put_eta(self, job: Job) -> None:
-        """Set the stored job's ETA fields (``eta``, ``eta_p90``, ``delay_s``,
-        ``predictions``) to ``job``'s, keeping everything else as stored; nothing if the
-        job is gone."""
+        """Set the stored job's engine fields (``eta``, ``eta_p90``, ``delay_s``,
+        ``predictions``, ``notified``) to ``job``'s, keeping everything else as stored;
+        nothing if the job is gone."""
         ...
 
     async def get_job(self, job_id: str) -> Job | None: ...
@@ -248,10 +248,12 @@ class MemoryStore:
 
 
 def with_eta(stored: Job, job: Job) -> Job:
-    """``stored`` with the ETA fields of ``job``."""
+    """``stored`` with the fields the engine writes of ``job``: ETA, predictions and the
+    customer notifications sent."""
     return msgspec.structs.replace(
-        stored, eta=job.eta, eta_p90=job.eta_p90, delay_s=job.delay_s, predictions=job.predictions
-    )
+        stored, eta=job.eta, eta_p90=job.eta_p90, delay_s=job.delay_s,
+        predictions=job.predictions, notified=job.notified,
+    )  # fmt: skip
 
 
 def _tour_order(jobs: Iterable[Job]) -> list[Job]:

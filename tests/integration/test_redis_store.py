@@ -434,13 +434,13 @@ async def test_put_eta_sets_the_eta_fields_on_the_job_as_stored(
     await store.put_job(seen)
     moved = msgspec.structs.replace(seen, sequence=7)  # an edit the engine has not seen
     await store.put_job(moved)
-    estimated = msgspec.structs.replace(
-        seen, eta=T0 + 600, eta_p90=T0 + 700, delay_s=-50.0, predictions=((T0, T0 + 600),)
-    )
+    engine_fields: dict[str, object] = {
+        "eta": T0 + 600, "eta_p90": T0 + 700, "delay_s": -50.0,
+        "predictions": ((T0, T0 + 600),), "notified": ("arriving_soon",),
+    }  # fmt: skip
+    estimated = msgspec.structs.replace(seen, **engine_fields)
     await store.put_eta(estimated)
-    assert await store.get_job("j1") == msgspec.structs.replace(
-        moved, eta=T0 + 600, eta_p90=T0 + 700, delay_s=-50.0, predictions=((T0, T0 + 600),)
-    )
+    assert await store.get_job("j1") == msgspec.structs.replace(moved, **engine_fields)
     # Another writer between the read and the write: the script refuses, the merge is
     # made again on what that writer stored.
     script = store._update_job

@@ -222,15 +222,33 @@ def test_updated_job_carries_its_eta_fields_and_predictions() -> None:
     rig.job("j1", 3000, window=(0, 3600), planned=1800)
     rig.status("j1", "en_route", 10)
     rig.fix(30, 0)
-    (job,) = rig.effects[-1].jobs
+    # The ETA, then the same job with the customer told it is arriving soon (5 min away).
+    eta, job = rig.effects[-1].jobs
     assert (job.job_id, job.state, job.eta, job.eta_p90, job.delay_s) == (
         "j1", "en_route", T + 330.0, T + 330.0, -3270.0,
     )  # fmt: skip
     assert job.predictions == ((T + 30, T + 330.0),)
+    assert (eta.notified, job.notified) == ((), ("arriving_soon",))
     assert rig.engine.tours.get("j1") == job
     rig.fix(100, 0)  # stood still 70 s: the ETA moved 70 s
     (job,) = rig.effects[-1].jobs
     assert job.predictions == ((T + 30, T + 330.0), (T + 100, T + 400.0))
+    assert job.notified == ("arriving_soon",)  # kept, and not sent twice
+
+
+def test_a_rebuilt_engine_does_not_tell_a_customer_twice() -> None:
+    # What a new leader does: an engine loaded from the stored jobs, which keep what their
+    # customers were told.
+    rig = Rig()
+    rig.job("j1", 3000, window=(0, 3600), planned=1800)
+    rig.status("j1", "en_route", 10)
+    assert only(rig.fix(30, 0), "notify") == [("notify", "arriving_soon", "j1")]
+    stored = rig.engine.tours.get("j1")
+    assert stored is not None
+    fresh = Rig()
+    fresh.engine.load_jobs([stored])
+    fresh.owner = rig.owner
+    assert only(fresh.fix(40, 0) + fresh.tick(60), "notify") == []
 
 
 @pytest.mark.parametrize(
