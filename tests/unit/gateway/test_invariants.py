@@ -16,7 +16,8 @@ cancellations, device hand-overs and ticks. After every step it checks:
 4. every ``eta`` event has all prediction fields null and a closed state, or finite
    numbers with ``eta_p10 <= eta <= eta_p90``;
 5. no alert is raised twice for the same (alert, job) without a ``cleared`` in between,
-   and none is still raised once its job is closed;
+   and none is still raised once its job is closed; no customer is told "arriving soon"
+   or "delayed" twice for one job and technician;
 6. each device is listed by at most one technician, and ``Gateway.technician_of`` agrees
    with the store;
 7. ``handle_batch`` never raises, ``report_status`` raises only ``Rejected`` /
@@ -68,6 +69,7 @@ from gateway.topics import TopicScheme
 from gateway.tours import travelling
 
 T = TypeVar("T")
+CUSTOMER_ONCE = ("arriving_soon", "delayed")
 
 # 2023-11-14 08:00 UTC: a working morning (the engine's service days are UTC dates).
 START = 1_699_948_800.0 + 8 * 3600.0
@@ -152,6 +154,8 @@ class GatewayMachine(RuleBasedStateMachine):
         self.raised: dict[tuple[str, str | None], Event] = {}
         # jobs ever given to another technician (their ETA may be withdrawn)
         self.moved: set[str] = set()
+        # (notification, job id, technician id) of the customer notifications sent
+        self.told: set[tuple[str, str, str | None]] = set()
 
     def run(self, coro: Awaitable[T]) -> T:
         async def wrapped() -> T:
@@ -354,6 +358,11 @@ class GatewayMachine(RuleBasedStateMachine):
                 self._check_eta(event)
             elif event["type"] == "alert":
                 self._check_alert(event)
+            elif event["type"] == "notify" and event["notification"] in CUSTOMER_ONCE:
+                # A customer is told each at most once per job and technician.
+                told = (event["notification"], event["job_id"], event["technician_id"])
+                assert told not in self.told, ("told twice", event)
+                self.told.add(told)
 
     def _check_eta(self, event: Event) -> None:
         fields = ("eta", "eta_p10", "eta_p90", "delay_s", "late_probability", "departure")
