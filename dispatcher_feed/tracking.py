@@ -33,7 +33,7 @@ from dispatcher_feed.ratelimit import RateLimiter
 from dispatcher_feed.routes import ApiError, IdPath, require_key
 from dispatcher_feed.schemas import error_responses
 from dispatcher_feed.sse import RETRY_MS, frame
-from gateway.bus import Subscription
+from gateway.bus import END, Subscription
 from gateway.model import TERMINAL_STATES, Event, Fix, Job
 from gateway.store import Store
 
@@ -364,9 +364,10 @@ async def _customer_frames(
         while not queue.empty():
             items.append(queue.get_nowait())
         chunk = []
-        for event_id, event_type, data in items:
-            if not event_id:  # END: the server is shutting down
+        for item in items:
+            if item is END:  # the server is shutting down
                 break
+            event_id, event_type, data = item
             event = orjson.loads(data)
             view.observe(event)
             chunk.append(

@@ -27,8 +27,8 @@ cheap by comparison (a few µs a fix, one tour estimate per technician per
   (``arrived`` and ``done`` notifications, durations learned): a predecessor that
   died before publishing them loses nothing, one that had published them sends them
   twice. These past versions never reach the store: what the engine writes back is
-  the ETA fields alone (``Store.put_eta``), and the replay ends on the job's last
-  change, as stored.
+  its own fields alone (ETA, predictions, notifications sent: ``Store.put_eta``), and
+  the replay ends on the job's last change, as stored.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ import orjson
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from gateway.bus import parse_id
+from gateway.bus import END, parse_id
 from gateway.cancel import raise_if_cancelling
 from gateway.engine import Effects, Engine
 from gateway.learning import ModelKeeper
@@ -184,11 +184,12 @@ class EngineLeader:
             async with bus.subscribe(last_id, _followed, 100_000) as sub:
                 while not (sub.overflowed.is_set() and sub.queue.empty()):
                     raise_if_cancelling()  # after the Redis calls of the last turn
-                    event_id, _, data = await sub.queue.get()
-                    if not event_id:
+                    item = await sub.queue.get()
+                    if item is END:
                         # Subscription.end (the HTTP server's shutdown ends the feeds'
                         # subscriptions): the leader follows on until it is stopped.
                         continue
+                    event_id, _, data = item
                     await self.handle(orjson.loads(data), event_id)
                     last_id = self._done_id = event_id
                     # Not while MQTT-out events wait in memory (the broker away): a
