@@ -110,6 +110,22 @@ async def get_job(job_id: str, ctx: Ctx) -> dict[str, Any]:
     return job_view(job)
 
 
+@api.get("/alerts")
+async def list_alerts(
+    ctx: Ctx,
+    technician_id: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
+    job_id: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
+) -> list[Event]:
+    """The alerts standing now, oldest first: each as the ``alert`` event that raised it
+    (not yet followed by its ``cleared`` one). What a dispatcher opening the map has not
+    seen of the feed."""
+    alerts = await ctx.store.list_alerts()
+    return [
+        a for a in alerts
+        if technician_id in (None, a.get("technician_id")) and job_id in (None, a.get("job_id"))
+    ]  # fmt: skip
+
+
 @api.post("/jobs/{job_id}/status")
 async def set_job_status(job_id: str, body: StatusIn, ctx: Ctx) -> dict[str, Any]:
     """A dispatcher's status change (source ``api``), e.g. cancelling a job."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from zoneinfo import ZoneInfo
 
 import msgspec
@@ -53,6 +54,7 @@ from eta.spread import BandScale
 from eta.trips import Trip, begin_trip, extend_trip, finish_trip
 from gateway.events import (
     alert_event,
+    alert_of,
     eta_event,
     geofence_event,
     notification_event,
@@ -232,11 +234,42 @@ class Engine:
             except FenceError as exc:
                 self._sites.pop(job.job_id, None)
                 log.error("job %r has no site fence: %s", job.job_id, exc)
-            if job.notified and job.technician_id is not None:
+            if job.technician_id is None:
+                continue
+            if job.notified:
                 # What the customer was told before this engine (a previous leader's).
                 tech = self._tech(job.technician_id)
                 told = {(n, job.job_id) for n in job.notified}
                 tech.notify = NotifyState(tech.notify.sent | told)
+            if job.eta is not None:
+                # Published by a previous engine: this one withdraws it as its own when
+                # the job closes or changes hands, and republishes only on a move.
+                self._tech(job.technician_id).published[job.job_id] = (job.eta, job.state)
+
+    def restore_alerts(self, alerts: list[Event], now: float) -> Effects:
+        """Take over the alerts standing when the previous engine stopped (the store keeps
+        them, ``Store.list_alerts``; call after ``load_jobs``): they are not raised again,
+        and are cleared when their condition ends, as if this engine had raised them. One
+        whose job is gone, closed or someone else's now is cleared at once."""
+        out = Effects()
+        for event in alerts:
+            alert = alert_of(event)
+            job = self.tours.get(alert.job_id) if alert and alert.job_id else None
+            if (
+                alert is None
+                or job is None
+                or job.technician_id != alert.technician_id
+                or job.state in CLOSED_STATES
+            ):
+                out.events.append({**event, "ts": now, "cleared": True})
+                continue
+            tech = self._tech(alert.technician_id)
+            if alert.alert == "left_site_open_job":
+                tech.left_open.add(job.job_id)
+            else:
+                active = {**tech.alerts.active, (alert.alert, alert.job_id): alert}
+                tech.alerts = AlertState(MappingProxyType(active))
+        return out
 
     def job_changed(self, job: Job, now: float, created: bool = False) -> Effects:
         """A job was created, edited or changed state (through the API or a status)."""

@@ -75,6 +75,29 @@ def alert_event(alert: Alert, device_id: str | None = None) -> Event:
     return event
 
 
+_ALERT_FIELDS = frozenset(
+    {"type", "alert", "severity", "ts", "technician_id", "job_id", "device_id", "cleared"}
+)
+
+
+def alert_of(event: Event) -> Alert | None:
+    """The standing ``Alert`` an ``alert`` event raised (``alert_event``'s inverse, detail
+    as rounded there); None for a ``cleared`` one or one without kind or technician."""
+    name, technician_id = event.get("alert"), event.get("technician_id")
+    job_id, ts = event.get("job_id"), event.get("ts")
+    if event.get("cleared") or not isinstance(name, str) or not isinstance(technician_id, str):
+        return None
+    if not isinstance(ts, int | float) or not (job_id is None or isinstance(job_id, str)):
+        return None
+    detail = {
+        k: float(v) if isinstance(v, int) and not isinstance(v, bool) else v
+        for k, v in event.items()
+        if k not in _ALERT_FIELDS and isinstance(v, int | float | str) and not isinstance(v, bool)
+    }
+    severity = str(event.get("severity") or "warning")
+    return Alert(name, technician_id, job_id, severity, float(ts), False, detail)
+
+
 def reoptimize_event(request: Reoptimize) -> Event:
     return {
         "type": "reoptimize",

@@ -15,9 +15,10 @@ cheap by comparison (a few µs a fix, one tour estimate per technician per
 * The leader follows the bus from a checkpoint stored in Redis (the id of the
   last event it finished), so a new leader resumes where the old one stopped:
   nothing is skipped; events after the last checkpoint may be seen twice.
-* On taking over it rebuilds the engine from the store (tours, fences); the
-  in-memory parts (inside-sets, alert state) start empty, so a device already
-  inside a fence is reported entering it again.
+* On taking over it rebuilds the engine from the store (tours, fences, the alerts
+  standing: ``Gateway.take_over_alerts``, so none is raised twice and each is
+  cleared when it ends); the other in-memory parts (inside-sets, stop anchors)
+  start empty, so a device already inside a fence is reported entering it again.
 * The store already holds every status change up to the stream's head at takeover
   (the store scripts write a change and its event together), so the rebuilt tours
   are ahead of the events replayed from the checkpoint. A replayed status event is
@@ -166,6 +167,7 @@ class EngineLeader:
         # Before the rebuild: every event up to here is in the store it reads.
         self._rebuilt_after = await self._stream_head()
         gateway.engine = await fresh_engine(gateway)
+        await gateway.take_over_alerts()
         raw = await self.redis.get(self.checkpoint_key)
         last_id = raw.decode() if isinstance(raw, bytes) else None
         async with asyncio.TaskGroup() as tg:

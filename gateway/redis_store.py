@@ -23,7 +23,9 @@ Keys (``P`` is the prefix, ``ft:`` by default; device keys carry a hash tag):
 * ``P techs`` / ``P jobs`` HASH id -> msgpack struct (the engine's ETA write-back,
   ``put_eta``, merges into the stored job by compare-and-set); ``P owner`` HASH device ->
   technician; ``P techdevs:{tid}`` and ``P tour:{tid}`` SETs; ``P jobtech``
-  HASH job -> technician; ``P blob:{name}`` opaque bytes (ETA model, fences).
+  HASH job -> technician; ``P blob:{name}`` opaque bytes (ETA model, fences);
+  ``P alerts`` HASH ``alert_key`` -> the JSON event that raised an alert still standing;
+  ``P revoked:{job}`` up to when the job's customer links are revoked (expires).
 * ``P rec:{token}:{chunk}`` the verdicts of one ``record_fixes`` attempt, for
   ``RECORD_TTL_S``: its retry after a lost reply gets them back (``Store``).
 * ``P events`` the ``RedisBus`` stream, when the store is built with ``events``: the
@@ -50,7 +52,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError, NoScriptError
 
 from gateway.model import Event, Fix, Job, Technician
-from gateway.store import Verdict, _tour_order, with_eta
+from gateway.store import Verdict, _tour_order, alert_key, oldest_first, with_eta
 
 log = logging.getLogger("fieldtrack.store")
 
@@ -507,6 +509,20 @@ class RedisStore:
     async def list_fences(self) -> dict[str, bytes]:
         raw = await self.client.hgetall(self._key("fences"))
         return {_raw(k).decode(): _raw(v) for k, v in raw.items()}
+
+    async def put_alerts(self, events: Sequence[Event]) -> None:
+        key = self._key("alerts")
+        async with self.client.pipeline(transaction=True) as pipe:
+            for event in events:
+                if event.get("cleared"):
+                    pipe.hdel(key, alert_key(event))
+                else:
+                    pipe.hset(key, alert_key(event), orjson.dumps(event))
+            await pipe.execute()
+
+    async def list_alerts(self) -> list[Event]:
+        values = await self.client.hvals(self._key("alerts"))
+        return oldest_first(orjson.loads(_raw(v)) for v in values)
 
     async def put_blob(self, name: str, data: bytes) -> None:
         await self.client.set(self._key("blob", name), data)

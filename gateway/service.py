@@ -139,6 +139,14 @@ class Gateway:
         for fence in (await self.stored_fences()).values():
             self.engine.put_fence(fence)
         self.engine.load_jobs(await self.store.list_jobs())
+        if self.inline_engine:
+            await self.take_over_alerts()
+
+    async def take_over_alerts(self) -> None:
+        """The engine (just rebuilt from the store) takes over the alerts standing, so
+        that it neither raises them again nor leaves them standing once they end."""
+        restored = self.engine.restore_alerts(await self.store.list_alerts(), self.clock())
+        await self._publish(await self._apply(restored))
 
     def technician_of(self, device_id: str) -> str | None:
         return self._owner.get(device_id)
@@ -332,6 +340,11 @@ class Gateway:
         if events is None:
             events = []
         events += effects.events
+        alerts = [e for e in effects.events if e["type"] == "alert"]
+        if alerts:
+            # Standing alerts outlive this engine: a map opened later lists them
+            # (GET /api/v1/alerts), and a successor takes them over (``start``).
+            await self.store.put_alerts(alerts)
         for job in effects.jobs:
             # The ETA fields only: a status change or an edit stored since the engine
             # read the job (by another worker, or an HTTP request meanwhile) stays.
@@ -552,6 +565,9 @@ class Gateway:
                 eta_p90=existing.eta_p90,
                 delay_s=existing.delay_s,
                 predictions=existing.predictions,
+                # What its customer was told stands, unless someone else takes the job:
+                # then they may be told once more (by the one now coming).
+                notified=existing.notified if existing.technician_id == job.technician_id else (),
             )
         events = await self._put_job(
             job, [*reassigned, job_changed(job, now, created=existing is None)]

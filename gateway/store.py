@@ -93,6 +93,15 @@ class Store(Protocol):
         """Up to when the job's links are revoked; None if never (or long enough ago)."""
         ...
 
+    async def put_alerts(self, events: Sequence[Event]) -> None:
+        """Keep the alerts standing, in order: an ``alert`` event raises (stores) the alert
+        of its ``alert_key``, one with ``cleared`` ends (deletes) it."""
+        ...
+
+    async def list_alerts(self) -> list[Event]:
+        """The alerts standing (the events that raised them), oldest first."""
+        ...
+
     async def ping(self) -> bool: ...
     async def close(self) -> None: ...
 
@@ -150,6 +159,7 @@ class MemoryStore:
         self._device_owner: dict[str, str] = {}
         self._jobs: dict[str, Job] = {}
         self._fences: dict[str, bytes] = {}
+        self._alerts: dict[str, Event] = {}
 
     publishes_events = False  # a crash loses the events and this store alike
 
@@ -236,6 +246,17 @@ class MemoryStore:
     async def list_fences(self) -> dict[str, bytes]:
         return dict(self._fences)
 
+    async def put_alerts(self, events: Sequence[Event]) -> None:
+        for event in events:
+            key = alert_key(event)
+            if event.get("cleared"):
+                self._alerts.pop(key, None)
+            else:
+                self._alerts[key] = event
+
+    async def list_alerts(self) -> list[Event]:
+        return oldest_first(self._alerts.values())
+
     async def ping(self) -> bool:
         return True
 
@@ -254,6 +275,15 @@ def with_eta(stored: Job, job: Job) -> Job:
         stored, eta=job.eta, eta_p90=job.eta_p90, delay_s=job.delay_s,
         predictions=job.predictions, notified=job.notified,
     )  # fmt: skip
+
+
+def alert_key(event: Event) -> str:
+    """What one alert is, raised until cleared: its kind, technician and job."""
+    return f"{event.get('alert')}|{event.get('technician_id') or ''}|{event.get('job_id') or ''}"
+
+
+def oldest_first(alerts: Iterable[Event]) -> list[Event]:
+    return sorted(alerts, key=lambda e: (float(e.get("ts") or 0.0), alert_key(e)))
 
 
 def _tour_order(jobs: Iterable[Job]) -> list[Job]:

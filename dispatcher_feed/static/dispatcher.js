@@ -313,20 +313,29 @@ function countAlerts() {
   $("#alerts-empty").hidden = alerts.size > 0;
 }
 
-function addAlert(ev, kind) {
-  const key = kind === "reoptimize" ? `reopt|${ev.ts}|${ev.technician_id}` : `${ev.alert}|${ev.technician_id}|${ev.job_id}`;
-  let li = alerts.get(key);
-  if (!li) {
-    li = el("li");
-    alerts.set(key, li);
-    li.addEventListener("click", () => selectTech(ev.technician_id));
-  }
+function alertKey(ev, kind) {
+  return kind === "reoptimize" ? `reopt|${ev.ts}|${ev.technician_id}` : `${ev.alert}|${ev.technician_id}|${ev.job_id}`;
+}
+
+function renderAlert(li, ev, kind) {
   li.dataset.technician = ev.technician_id || "";
   li.className = `kind-${kind} sev-${ev.severity || "warning"}${ev.cleared ? " cleared" : ""}`;
   const what = kind === "reoptimize" ? `Re-plan (${String(ev.reason || "").replace(/_/g, " ")})` : ALERT_NAMES[ev.alert] || ev.alert;
   const jobsText = kind === "reoptimize" ? (ev.job_ids || []).join(", ") : ev.job_id || "";
   li.replaceChildren(el("span", "when", hhmm(ev.ts)), el("span", "what", what),
     ` ${nameOf(ev.technician_id)}${jobsText ? ` · ${jobsText}` : ""}${ev.cleared ? " (cleared)" : ""}`);
+  li.raised = ev;
+}
+
+function addAlert(ev, kind) {
+  const key = alertKey(ev, kind);
+  let li = alerts.get(key);
+  if (!li) {
+    li = el("li");
+    alerts.set(key, li);
+    li.addEventListener("click", () => selectTech(ev.technician_id));
+  }
+  renderAlert(li, ev, kind);
   $("#alert-list").prepend(li);
   while (alerts.size > 100) {
     const [oldest] = alerts.keys();
@@ -335,6 +344,32 @@ function addAlert(ev, kind) {
   }
   countAlerts();
   hide(li, !visible(li.dataset.technician));
+}
+
+function syncAlerts(standing) {
+  // The alerts standing now, from the server (GET /api/v1/alerts): after a gap in the
+  // feed (a first load, a reset, a reconnect) raises and clears may have been missed.
+  const keys = new Set();
+  for (const ev of standing) {
+    const key = alertKey(ev, "alert");
+    keys.add(key);
+    const li = alerts.get(key);
+    if (!li || li.classList.contains("cleared")) addAlert(ev, "alert");
+    markStale(ev);
+  }
+  for (const [key, li] of alerts) {
+    if (li.raised && !li.raised.cleared && !keys.has(key) && !key.startsWith("reopt|")) {
+      const cleared = { ...li.raised, cleared: true };
+      renderAlert(li, cleared, "alert");
+      markStale(cleared);
+    }
+  }
+  countAlerts();
+}
+
+function markStale(ev) {
+  const entry = techs.get(ev.technician_id);
+  if (entry && ev.alert === "stale_device") { entry.t.staleAlert = !ev.cleared; drawTech(ev.technician_id); }
 }
 
 function logEvent(type, ev) {
@@ -376,7 +411,8 @@ function upsertJob(j) {
 }
 
 async function loadAll() {
-  const [list, allJobs] = await Promise.all([getJson("/api/v1/technicians"), getJson("/api/v1/jobs")]);
+  const [list, allJobs, standing] = await Promise.all(
+    [getJson("/api/v1/technicians"), getJson("/api/v1/jobs"), getJson("/api/v1/alerts")]);
   if (!fitted && map) {
     const points = list.filter((t) => t.position).map((t) => [t.position.lat, t.position.lon]);
     for (const j of allJobs) if (!CLOSED.has(j.state)) points.push([j.site.lat, j.site.lon]);
@@ -386,6 +422,7 @@ async function loadAll() {
   }
   for (const j of allJobs) upsertJob(j);
   for (const t of list) upsertTech(t);
+  syncAlerts(standing);
 }
 
 async function refreshJobs(id) {
@@ -462,8 +499,7 @@ const handlers = {
   alert(ev) {
     logEvent("alert", ev);
     addAlert(ev, "alert");
-    const entry = techs.get(ev.technician_id);
-    if (entry && ev.alert === "stale_device") { entry.t.staleAlert = !ev.cleared; drawTech(ev.technician_id); }
+    markStale(ev);
   },
   reoptimize(ev) {
     logEvent("reoptimize", ev);

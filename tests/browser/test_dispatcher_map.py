@@ -66,6 +66,11 @@ async def test_sign_in_marker_moves_eta_and_alert(
         session(browser, settings.base_url, viewport={"width": 1280, "height": 800}) as s,
     ):
         await seed(settings.base_url, now)
+        # Raised before the page opened, and still standing: the page lists it (GET
+        # /api/v1/alerts), as it does not get it from the feed.
+        standing = {"type": "alert", "alert": "stale_device", "severity": "critical",
+                    "technician_id": "t2", "job_id": "j9", "ts": now - 300}  # fmt: skip
+        await runtime.store.put_alerts([standing])
         page = s.page
         response = await page.goto(settings.base_url + "/")
         assert response is not None and response.status == 200
@@ -79,6 +84,8 @@ async def test_sign_in_marker_moves_eta_and_alert(
         assert "status-en_route" in (await marker.get_attribute("class") or "")
         assert await marker_lat(page, "t1") == 48.85
         await page.locator("#conn.on").wait_for(timeout=5000)
+        earlier = page.locator("#alert-list li", has_text="Stale device")
+        assert "Bob · j9" in await earlier.inner_text()
         tour = page.locator('#tech-list li[data-technician="t1"] ol.tour li')
         assert [t.split(" · ")[0] for t in await tour.all_inner_texts()] == ["j1", "j2"]
 

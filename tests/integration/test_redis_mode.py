@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from dispatcher_feed.app import create_app
+from gateway.bus import parse_id
 from gateway.engine import Engine
 from gateway.learning import ModelKeeper
 from gateway.model import Event, Job, Site, StatusUpdate, Technician
@@ -224,6 +225,61 @@ async def test_a_new_leader_still_notifies_a_change_its_predecessor_died_handlin
             if e["type"] == "notify" and e["job_id"] == "j1"
         ]  # fmt: skip
         assert [e["notification"] for e in notices] == told
+    finally:
+        await runtime.close()
+
+
+async def test_a_new_leader_takes_over_the_alerts_standing(redis: RedisServer, prefix: str) -> None:
+    """What the old leader raised and nothing cleared stays raised, once: the new leader
+    does not raise it again (the dispatchers have it), and clears at once an alert whose
+    job closed while nobody led."""
+    settings = gateway_settings(
+        "mqtt://127.0.0.1:1", prefix, role="worker", redis=redis.url, redis_prefix=f"{prefix}:"
+    )
+    now = time.time()
+    runtime = await build_runtime(settings)
+    try:
+        gateway, leader, store = runtime.gateway, runtime.leader, runtime.store
+        client = store.client  # type: ignore[attr-defined]
+        assert leader is not None
+        await gateway.put_technician(Technician("t1", "Aino", ("d1",)))
+        await gateway.put_job(Job("j1", "t1", Site(60.2, 24.9, 80.0), planned_duration_s=1800.0))
+        await gateway.put_job(Job("j2", "t1", Site(60.21, 24.9, 80.0), sequence=1))
+        await gateway.report_status(StatusUpdate("", now - 3000, "j1", "on_site"))
+        await gateway.report_status(StatusUpdate("", now - 2900, "j2", "cancelled"))
+
+        def raised(alert: str, job_id: str) -> Event:
+            return {"type": "alert", "alert": alert, "severity": "warning", "ts": now - 600,
+                    "technician_id": "t1", "job_id": job_id}  # fmt: skip
+
+        await store.put_alerts([raised("overrun", "j1"), raised("late_risk", "j2")])
+        [(before, _)] = await client.xrevrange(f"{prefix}:events", "+", "-", count=1)
+        await client.set(leader.checkpoint_key, before)  # what the old leader finished
+        leading = asyncio.create_task(leader.run())
+        try:
+            async with asyncio.timeout(10):
+                await leader.is_leader.wait()
+            fix = json.dumps({"ts": now, "lat": 60.2, "lon": 24.9, "acc": 5.0}).encode()
+            await gateway.handle_batch([Inbound(f"{prefix}/d1/pos", fix, time.time())])
+            rows = await client.xrange(f"{prefix}:events", f"({before.decode()}", "+")
+            [fixed] = [parse_id(i.decode()) for i, f in rows if b'"position"' in f[b"d"]]
+            assert fixed is not None
+
+            def done() -> tuple[int, int]:
+                return parse_id(leader._done_id or "") or (0, 0)
+
+            async with asyncio.timeout(10):  # until the engine has had the fix
+                while done() < fixed:
+                    await asyncio.sleep(0.05)
+            await asyncio.sleep(0.3)  # and nothing more
+            rows = await client.xrange(f"{prefix}:events", f"({before.decode()}", "+")
+        finally:
+            await stop_task(leading)
+        alerts = [e for e in (json.loads(f[b"d"]) for _, f in rows) if e["type"] == "alert"]
+        assert [(e["alert"], e["job_id"], e.get("cleared")) for e in alerts] == [
+            ("late_risk", "j2", True)
+        ]
+        assert [(a["alert"], a["job_id"]) for a in await store.list_alerts()] == [("overrun", "j1")]
     finally:
         await runtime.close()
 

@@ -292,6 +292,28 @@ async def test_jobs_round_trip_in_tour_order(store: RedisStore) -> None:
         assert await store.jobs_of(tech) == await memory.jobs_of(tech)
 
 
+async def test_standing_alerts_match_memory_store(store: RedisStore) -> None:
+    """Raised and cleared in batches, in order (a raise and its clear may share one)."""
+    memory, rng = MemoryStore(), random.Random(5)
+    kinds = ("late_risk", "overrun", "stale_device", "left_site_open_job")
+    for step in range(150):
+        batch = []
+        for _ in range(rng.randint(1, 4)):
+            event = {
+                "type": "alert", "alert": rng.choice(kinds), "severity": "warning",
+                "ts": T0 + step, "technician_id": rng.choice(("t1", "t2")),
+                "job_id": rng.choice(("j1", "j2", None)), "eta": T0 + 600.5,
+            }  # fmt: skip
+            if rng.random() < 0.4:
+                event["cleared"] = True
+            batch.append(event)
+        await store.put_alerts(batch)
+        await memory.put_alerts(batch)
+        assert await store.list_alerts() == await memory.list_alerts()
+    standing = await store.list_alerts()
+    assert standing and all(not a.get("cleared") for a in standing)
+
+
 async def test_blobs_round_trip(store: RedisStore) -> None:
     assert await store.get_blob("eta-model") is None
     await store.put_blob("eta-model", b"\x00\x01snapshot")

@@ -12,6 +12,7 @@ from dispatcher_feed.app import create_app
 from dispatcher_feed.context import AppContext
 from gateway.bus import MemoryBus
 from gateway.metrics import Metrics
+from gateway.model import Event
 from gateway.service import Gateway
 from gateway.settings import Settings
 from gateway.store import MemoryStore
@@ -29,6 +30,7 @@ ENDPOINTS: list[tuple[str, str, Any]] = [
     ("POST", "/api/v1/jobs/j1/status", {"status": "cancelled"}),
     ("POST", "/api/v1/positions", {"device_id": "d", "positions": [{}]}),
     ("GET", "/api/v1/devices/d/positions", None),
+    ("GET", "/api/v1/alerts", None),
 ]
 BAD_CREDENTIALS: list[dict[str, str]] = [
     {},
@@ -244,6 +246,32 @@ async def test_jobs_list_and_tour_order(api: httpx.AsyncClient) -> None:
     assert [j["job_id"] for j in (await api.get("/api/v1/jobs")).json()] == ["j1", "j2", "j3", "j4"]
     tour = (await api.get("/api/v1/jobs", params={"technician_id": "t1"})).json()
     assert [j["job_id"] for j in tour] == ["j2", "j4", "j1"]
+
+
+async def test_alerts_lists_those_standing_oldest_first(
+    api: httpx.AsyncClient, ctx: AppContext
+) -> None:
+    def alert(name: str, tech: str, job: str, ts: float, cleared: bool = False) -> Event:
+        event: Event = {"type": "alert", "alert": name, "severity": "warning", "ts": ts,
+                        "technician_id": tech, "job_id": job, "eta": 1.7e9}  # fmt: skip
+        return {**event, "cleared": True} if cleared else event
+
+    await ctx.store.put_alerts([
+        alert("late_risk", "t1", "j2", 20.0), alert("overrun", "t1", "j1", 10.0),
+        alert("late_risk", "t2", "j3", 30.0), alert("stale_device", "t2", "j3", 40.0),
+        alert("stale_device", "t2", "j3", 50.0, cleared=True),
+    ])  # fmt: skip
+    listed = (await api.get("/api/v1/alerts")).json()
+    assert [(a["alert"], a["job_id"], a["ts"]) for a in listed] == [
+        ("overrun", "j1", 10.0), ("late_risk", "j2", 20.0), ("late_risk", "j3", 30.0),
+    ]  # fmt: skip
+    assert listed[0] == alert("overrun", "t1", "j1", 10.0)  # the event as raised
+    by_tech = (await api.get("/api/v1/alerts", params={"technician_id": "t1"})).json()
+    assert [a["job_id"] for a in by_tech] == ["j1", "j2"]
+    by_job = (await api.get("/api/v1/alerts", params={"job_id": "j3"})).json()
+    assert [a["alert"] for a in by_job] == ["late_risk"]
+    r = await api.get("/api/v1/alerts", params={"technician_id": "no spaces"})
+    assert r.status_code == 422
 
 
 async def test_job_status_history(api: httpx.AsyncClient) -> None:

@@ -16,8 +16,10 @@ cancellations, device hand-overs and ticks. After every step it checks:
 4. every ``eta`` event has all prediction fields null and a closed state, or finite
    numbers with ``eta_p10 <= eta <= eta_p90``;
 5. no alert is raised twice for the same (alert, job) without a ``cleared`` in between,
-   and none is still raised once its job is closed; no customer is told "arriving soon"
-   or "delayed" twice for one job and technician;
+   and none is still raised once its job is closed; the store lists exactly the alerts
+   raised and not cleared; no customer is told "arriving soon" or "delayed" twice for one
+   job and assignment (a hand-over may tell them once more) -- across restarts too (a
+   new engine over the same store, as after a failover);
 6. each device is listed by at most one technician, and ``Gateway.technician_of`` agrees
    with the store;
 7. ``handle_batch`` never raises, ``report_status`` raises only ``Rejected`` /
@@ -120,6 +122,16 @@ def job_of(job_id: str) -> Job:
     technician_id, (lat, lon), start, sequence = JOBS[job_id]
     window = None if start is None else Window(START + start, START + start + 5400.0)
     return Job(job_id, technician_id, Site(lat, lon), window, 1800.0, sequence)
+
+
+def as_put(job: Job, **changes: object) -> Job:
+    """``job`` as ``PUT /api/v1/jobs`` hands it to the gateway: the booking alone (with
+    ``changes``), none of what the gateway and the engine keep (state, ETA, notified)."""
+    booking = Job(
+        job.job_id, job.technician_id, job.site, job.window, job.planned_duration_s,
+        job.sequence, job.customer, job.priority,
+    )  # fmt: skip
+    return msgspec.structs.replace(booking, **changes)
 
 
 def allowed_step(before: StatusChange | None, change: StatusChange, state: str) -> bool:
@@ -275,13 +287,15 @@ class GatewayMachine(RuleBasedStateMachine):
         assert job is not None
         if technician_id != job.technician_id:
             self.moved.add(job_id)
-        self.run(self.gateway.put_job(msgspec.structs.replace(job, technician_id=technician_id)))
+            # Handed over: its customer may be told once more, by the new technician.
+            self.told = {t for t in self.told if t[1] != job_id}
+        self.run(self.gateway.put_job(as_put(job, technician_id=technician_id)))
 
     @rule(job_id=st.sampled_from(JOB_IDS), sequence=st.integers(0, 5))
     def resequence(self, job_id: str, sequence: int) -> None:
         job = self.run(self.store.get_job(job_id))
         assert job is not None
-        self.run(self.gateway.put_job(msgspec.structs.replace(job, sequence=sequence)))
+        self.run(self.gateway.put_job(as_put(job, sequence=sequence)))
 
     # Up to the next morning: closed jobs retire from the tours after a day.
     @rule(advance=st.sampled_from([1.0, 11.0, 61.0, 300.0, 700.0, 1900.0, 7200.0, 86_400.0]))
@@ -302,6 +316,14 @@ class GatewayMachine(RuleBasedStateMachine):
             devices = (*devices, device)
         self.run(self.gateway.put_technician(Technician(technician_id, "", devices)))
 
+    @rule()
+    def restart(self) -> None:
+        """A new engine over the same store and bus (a failover): it rebuilds from the store."""
+        self.gateway = Gateway(
+            self.store, self.bus, Metrics(), TopicScheme(), clock=lambda: self.now
+        )
+        self.run(self.gateway.start())
+
     @rule(technician_id=st.sampled_from(TECH_IDS))
     def drop_devices(self, technician_id: str) -> None:
         """The technician keeps only their first device."""
@@ -319,6 +341,7 @@ class GatewayMachine(RuleBasedStateMachine):
         # In this order: the events first, so that the job checks know what was said.
         self.events_are_well_formed()
         self.alerts_end_with_their_job()
+        self.standing_alerts_are_stored()
         self.one_travelling_job_per_technician()
         self.history_is_consistent()
         self.closed_jobs_have_no_eta()
@@ -392,6 +415,11 @@ class GatewayMachine(RuleBasedStateMachine):
                 continue
             raise AssertionError(f"{alert} still raised for closed job {job}: {raised}")
 
+    def standing_alerts_are_stored(self) -> None:
+        """The store lists exactly the alerts raised and not cleared (GET /api/v1/alerts)."""
+        stored = {(a["alert"], a["job_id"]): a for a in self.run(self.store.list_alerts())}
+        assert stored == self.raised
+
     def devices_have_one_owner(self) -> None:
         listed: dict[str, str] = {}
         for technician in self.run(self.store.list_technicians()):
@@ -437,7 +465,16 @@ class Rig:
     def __init__(self) -> None:
         self.bus = MemoryBus()
         self.store = MemoryStore()
-        self.gateway = Gateway(self.store, self.bus, Metrics(), TopicScheme(), clock=lambda: START)
+        self.now = START
+        self.gateway = self._gateway()
+
+    def _gateway(self) -> Gateway:
+        return Gateway(self.store, self.bus, Metrics(), TopicScheme(), clock=lambda: self.now)
+
+    async def restart(self) -> None:
+        """A new engine over the same store and bus, as a new leader's after a failover."""
+        self.gateway = self._gateway()
+        await self.gateway.start()
 
     async def setup(self, *job_ids: str) -> None:
         await self.gateway.put_technician(Technician("T1", "", ("d1",)))
@@ -447,7 +484,7 @@ class Rig:
 
     async def fix(self, device: str, ts: float, lat: float, lon: float) -> None:
         body = orjson.dumps({"ts": ts, "lat": lat, "lon": lon, "acc": 10.0})
-        await self.gateway.handle_batch([Inbound(f"fleet/{device}/pos", body, START)])
+        await self.gateway.handle_batch([Inbound(f"fleet/{device}/pos", body, self.now)])
 
     async def job(self, job_id: str) -> Job:
         job = await self.store.get_job(job_id)
@@ -511,3 +548,92 @@ async def test_a_left_site_alert_is_cleared_when_its_job_is_handed_over() -> Non
         ]
     given_that(alerts[:1] == [("T1", False)], "T1's leaving raised the alert")
     assert alerts[-1][1], alerts  # the job is done: its alert is cleared
+
+
+async def test_a_rebuilt_engine_withdraws_the_eta_of_a_job_closed_after_it() -> None:
+    rig = Rig()
+    await rig.setup("J1")
+    await rig.fix("d1", START - 30.0, *SITE_OF["J1"])
+    given_that((await rig.job("J1")).eta is not None, "the first engine published J1's ETA")
+    await rig.restart()
+    async with rig.bus.subscribe(None, None, 10_000) as sub:
+        await rig.gateway.report_status(StatusUpdate("", START, "J1", "cancelled"), source="api")
+        etas = [e for e in events_of(sub) if e["type"] == "eta"]
+    job = await rig.job("J1")
+    assert (job.eta, job.eta_p90, job.delay_s) == (None, None, None)
+    assert [e["eta"] for e in etas] == [None]
+
+
+async def test_an_edit_keeps_what_the_customer_was_told_and_a_hand_over_resets_it() -> None:
+    rig = Rig()
+    await rig.setup("J1", "J2")
+    await rig.fix("d1", START - 30.0, 60.1690, 24.9400)  # 110 m away: J1 in a minute
+    given_that((await rig.job("J1")).notified == ("arriving_soon",), "J1's customer was told")
+    async with rig.bus.subscribe(None, None, 10_000) as sub:
+        # An edit through PUT /api/v1/jobs (the booking alone), then a new engine.
+        await rig.gateway.put_job(as_put(await rig.job("J1"), planned_duration_s=1500.0))
+        await rig.restart()
+        await rig.fix("d1", START - 20.0, 60.1692, 24.9400)
+        told = [e for e in events_of(sub) if e["type"] == "notify"]
+    assert (await rig.job("J1")).notified == ("arriving_soon",)
+    assert told == []
+    await rig.gateway.put_job(as_put(await rig.job("J1"), technician_id="T2"))
+    assert (await rig.job("J1")).notified == ()  # T2's arrival will be announced
+
+
+async def test_standing_alerts_are_listed_and_taken_over_by_a_new_engine() -> None:
+    rig = Rig()
+    await rig.setup("J1")
+    lat, lon = SITE_OF["J1"]
+    async with rig.bus.subscribe(None, None, 10_000) as sub:
+        await rig.gateway.report_status(StatusUpdate("", START, "J1", "on_site"), source="api")
+        await rig.fix("d1", START + 1.0, lat, lon)
+        await rig.fix("d1", START + 2.0, lat + 0.01, lon)  # T1 leaves the site: alert
+        for minute in range(1, 38):  # past the planned 30 min by a fifth, reporting
+            rig.now = START + 60.0 * minute
+            await rig.fix("d1", rig.now - 1.0, lat + 0.01, lon + minute * 1e-5)
+            await rig.gateway.tick()
+        first = [(e["alert"], e.get("cleared")) for e in events_of(sub) if e["type"] == "alert"]
+        given_that(
+            first == [("left_site_open_job", None), ("overrun", None)],
+            "the first engine raised both alerts",
+        )
+        standing = await rig.store.list_alerts()
+        assert [(a["alert"], a["technician_id"], a["job_id"]) for a in standing] == [
+            ("left_site_open_job", "T1", "J1"),
+            ("overrun", "T1", "J1"),
+        ]
+        await rig.restart()
+        rig.now += 60.0
+        await rig.fix("d1", rig.now - 1.0, lat + 0.01, lon)  # still away, still over time
+        await rig.gateway.tick()
+        assert [e for e in events_of(sub) if e["type"] == "alert"] == []  # not raised again
+        await rig.fix("d1", rig.now, lat, lon)  # back on site
+        await rig.gateway.report_status(StatusUpdate("", rig.now, "J1", "done"), source="api")
+        last = [(e["alert"], e.get("cleared")) for e in events_of(sub) if e["type"] == "alert"]
+    assert last == [("left_site_open_job", True), ("overrun", True)]
+    assert await rig.store.list_alerts() == []
+
+
+async def test_a_new_engine_clears_standing_alerts_of_jobs_closed_meanwhile() -> None:
+    rig = Rig()
+    await rig.setup("J1")
+    await rig.gateway.report_status(StatusUpdate("", START, "J1", "on_site"), source="api")
+    rig.now = START + 2400.0
+    await rig.gateway.tick()
+    raised = sorted(a["alert"] for a in await rig.store.list_alerts())
+    given_that(raised == ["overrun", "stale_device"], "overrun, silence")
+    # Closed while no engine ran (the store took the status; its event was not followed).
+    job = await rig.job("J1")
+    done = StatusChange(rig.now, "done", "on_site", "api", None)
+    await rig.store.put_job(
+        msgspec.structs.replace(job, state="done", history=(*job.history, done))
+    )
+    async with rig.bus.subscribe(None, None, 10_000) as sub:
+        await rig.restart()
+        alerts = [e for e in events_of(sub) if e["type"] == "alert"]
+    assert sorted((e["alert"], e.get("cleared")) for e in alerts) == [
+        ("overrun", True),
+        ("stale_device", True),
+    ]
+    assert await rig.store.list_alerts() == []
