@@ -168,7 +168,12 @@ def _public(app: FastAPI, ctx: AppContext) -> None:
         return response
 
     @app.delete("/session", include_in_schema=False)
-    async def logout() -> Response:
+    async def logout(request: Request) -> Response:
+        # Signed out everywhere (the store is every API node's), not only in this
+        # browser: a copy of the cookie stops working too.
+        sid = ctx.keys.session_id(request.cookies.get(COOKIE))
+        if sid:
+            await ctx.store.revoke_session(sid, SESSION_MAX_AGE_S)
         response = JSONResponse({"ok": True})
         response.delete_cookie(COOKIE)
         return response

@@ -2,18 +2,23 @@
 
 ``EventSource`` cannot send headers (FACTS.md), so the dispatcher page trades
 its API key for an HttpOnly cookie holding a signed, expiring session that
-names the key by fingerprint (the key itself never goes into the cookie).
+names the key by fingerprint (the key itself never goes into the cookie) and
+carries a random session id. Signing out (``DELETE /session``) revokes that id in
+the store, for every API node, until the session would have expired anyway:
+a copy of the cookie stops working too.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import secrets
 from collections.abc import Sequence
 
 from itsdangerous import BadSignature, SignatureExpired, TimestampSigner
 
 from gateway.settings import Secret
+from gateway.store import Store
 
 COOKIE = "fieldtrack_session"
 SESSION_MAX_AGE_S = 12 * 3600
@@ -37,17 +42,31 @@ class ApiKeys:
         return scheme.lower() == "bearer" and self.check_key(token.strip())
 
     def issue_session(self, key: str) -> str:
-        return self._signer.sign(_fingerprint(key)).decode()
+        return self._signer.sign(f"{_fingerprint(key)}.{secrets.token_urlsafe(12)}").decode()
+
+    def session_id(self, cookie: str | None) -> str | None:
+        """The id of the session a cookie holds, if its signature, age and key are good
+        (whether it was signed out is the store's to say, ``Store.session_revoked``); ""
+        for a session issued before sessions had ids."""
+        if not cookie:
+            return None
+        try:
+            value = self._signer.unsign(cookie, max_age=SESSION_MAX_AGE_S).decode()
+        except (BadSignature, SignatureExpired, UnicodeDecodeError):
+            return None
+        fingerprint, _, sid = value.partition(".")
+        # A session dies with its key: rotate a key out and its cookies stop working.
+        return sid if fingerprint in self._fingerprints else None
 
     def check_session(self, cookie: str | None) -> bool:
-        if not cookie:
-            return False
-        try:
-            fingerprint = self._signer.unsign(cookie, max_age=SESSION_MAX_AGE_S).decode()
-        except (BadSignature, SignatureExpired):
-            return False
-        # A session dies with its key: rotate a key out and its cookies stop working.
-        return fingerprint in self._fingerprints
+        """Signature, age and key (not whether it was signed out)."""
+        return self.session_id(cookie) is not None
+
+
+async def session_valid(keys: ApiKeys, store: Store, cookie: str | None) -> bool:
+    """A good session, and not signed out."""
+    sid = keys.session_id(cookie)
+    return sid is not None and not (sid and await store.session_revoked(sid))
 
 
 def _fingerprint(key: str) -> str:

@@ -18,7 +18,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Request, Response
 from fastapi.responses import HTMLResponse
 
-from dispatcher_feed.auth import COOKIE
+from dispatcher_feed.auth import COOKIE, session_valid
 from dispatcher_feed.context import AppContext
 from dispatcher_feed.routes import ApiError
 
@@ -123,7 +123,7 @@ async def config_json(request: Request) -> dict[str, Any]:
     The page asks here rather than probing: a 401 or 404 would be a console error.
     """
     ctx: AppContext = request.app.state.ctx
-    signed_in = ctx.keys.check_session(request.cookies.get(COOKIE))
+    signed_in = await session_valid(ctx.keys, ctx.store, request.cookies.get(COOKIE))
     # From the OpenAPI description (built once, then cached): FastAPI 0.165 no longer
     # flattens included routers into app.routes, which made both panels look absent.
     paths = request.app.openapi().get("paths", {})

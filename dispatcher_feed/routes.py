@@ -9,7 +9,7 @@ from fastapi import APIRouter, Body, Depends, Header, HTTPException, Path, Query
 from fastapi.responses import JSONResponse
 from sse_starlette import EventSourceResponse
 
-from dispatcher_feed.auth import COOKIE
+from dispatcher_feed.auth import COOKIE, session_valid
 from dispatcher_feed.context import AppContext, context
 from dispatcher_feed.schemas import JobIn, PositionsIn, StatusIn, TechnicianIn, error_responses
 from dispatcher_feed.sse import event_stream
@@ -35,10 +35,10 @@ class ApiError(HTTPException):
         self.reason = reason
 
 
-def require_key(request: Request, ctx: Ctx) -> None:
+async def require_key(request: Request, ctx: Ctx) -> None:
     if ctx.keys.check_bearer(request.headers.get("authorization")):
         return
-    if ctx.keys.check_session(request.cookies.get(COOKIE)):
+    if await session_valid(ctx.keys, ctx.store, request.cookies.get(COOKIE)):
         return
     raise ApiError(401, "unauthorized", "missing or wrong API key (Authorization: Bearer <key>)")
 

@@ -25,7 +25,8 @@ Keys (``P`` is the prefix, ``ft:`` by default; device keys carry a hash tag):
   technician; ``P techdevs:{tid}`` and ``P tour:{tid}`` SETs; ``P jobtech``
   HASH job -> technician; ``P blob:{name}`` opaque bytes (ETA model, fences);
   ``P alerts`` HASH ``alert_key`` -> the JSON event that raised an alert still standing;
-  ``P revoked:{job}`` up to when the job's customer links are revoked (expires).
+  ``P revoked:{job}`` up to when the job's customer links are revoked, and
+  ``P signedout:{session}`` a dispatcher session signed out (both expire).
 * ``P rec:{token}:{chunk}`` the verdicts of one ``record_fixes`` attempt, for
   ``RECORD_TTL_S``: its retry after a lost reply gets them back (``Store``).
 * ``P events`` the ``RedisBus`` stream, when the store is built with ``events``: the
@@ -509,6 +510,12 @@ class RedisStore:
     async def list_fences(self) -> dict[str, bytes]:
         raw = await self.client.hgetall(self._key("fences"))
         return {_raw(k).decode(): _raw(v) for k, v in raw.items()}
+
+    async def revoke_session(self, session_id: str, keep_s: float) -> None:
+        await self.client.set(self._key("signedout", session_id), b"1", px=int(keep_s * 1000))
+
+    async def session_revoked(self, session_id: str) -> bool:
+        return bool(await self.client.exists(self._key("signedout", session_id)))
 
     async def put_alerts(self, events: Sequence[Event]) -> None:
         key = self._key("alerts")

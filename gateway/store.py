@@ -93,6 +93,12 @@ class Store(Protocol):
         """Up to when the job's links are revoked; None if never (or long enough ago)."""
         ...
 
+    async def revoke_session(self, session_id: str, keep_s: float) -> None:
+        """A dispatcher session signed out, for ``keep_s`` (the longest a session lives)."""
+        ...
+
+    async def session_revoked(self, session_id: str) -> bool: ...
+
     async def put_alerts(self, events: Sequence[Event]) -> None:
         """Keep the alerts standing, in order: an ``alert`` event raises (stores) the alert
         of its ``alert_key``, one with ``cleared`` ends (deletes) it."""
@@ -160,6 +166,7 @@ class MemoryStore:
         self._jobs: dict[str, Job] = {}
         self._fences: dict[str, bytes] = {}
         self._alerts: dict[str, Event] = {}
+        self._signed_out: dict[str, float] = {}  # session id -> until
 
     publishes_events = False  # a crash loses the events and this store alike
 
@@ -245,6 +252,14 @@ class MemoryStore:
 
     async def list_fences(self) -> dict[str, bytes]:
         return dict(self._fences)
+
+    async def revoke_session(self, session_id: str, keep_s: float) -> None:
+        now = time.time()
+        self._signed_out = {s: t for s, t in self._signed_out.items() if t > now}
+        self._signed_out[session_id] = now + keep_s
+
+    async def session_revoked(self, session_id: str) -> bool:
+        return self._signed_out.get(session_id, 0.0) > time.time()
 
     async def put_alerts(self, events: Sequence[Event]) -> None:
         for event in events:

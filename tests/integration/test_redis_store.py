@@ -314,6 +314,14 @@ async def test_standing_alerts_match_memory_store(store: RedisStore) -> None:
     assert standing and all(not a.get("cleared") for a in standing)
 
 
+async def test_signed_out_sessions_expire_with_them(store: RedisStore) -> None:
+    for s in (store, MemoryStore()):
+        await s.revoke_session("a", 0.3)
+        assert (await s.session_revoked("a"), await s.session_revoked("b")) == (True, False)
+        await asyncio.sleep(0.4)  # as long as the session could have lived: forgotten
+        assert await s.session_revoked("a") is False
+
+
 async def test_blobs_round_trip(store: RedisStore) -> None:
     assert await store.get_blob("eta-model") is None
     await store.put_blob("eta-model", b"\x00\x01snapshot")

@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from dispatcher_feed.app import create_app
+from dispatcher_feed.auth import COOKIE
 from dispatcher_feed.context import AppContext
 
 CONTRACT_METRICS = [
@@ -186,6 +187,34 @@ async def test_session_cookie_flow(client: httpx.AsyncClient, api_key: str) -> N
     assert (r.status_code, r.json()) == (200, [])
     assert (await client.delete("/session")).status_code == 200
     assert (await client.get("/api/v1/technicians")).status_code == 401
+
+
+async def test_signing_out_ends_the_session_for_a_copy_of_the_cookie_too(
+    client: httpx.AsyncClient, api_key: str
+) -> None:
+    """Sessions are signed, not stored; signing out stores the session's id as revoked."""
+    first = (await client.post("/session", json={"api_key": api_key})).cookies[COOKIE]
+    second = (await client.post("/session", json={"api_key": api_key})).cookies[COOKIE]
+    client.cookies.clear()
+
+    def as_cookie(value: str) -> dict[str, str]:
+        return {"Cookie": f"{COOKIE}={value}"}
+
+    assert first != second  # each sign-in is its own session
+    for cookie in (first, second):
+        r = await client.get("/api/v1/technicians", headers=as_cookie(cookie))
+        assert r.status_code == 200
+    await client.delete("/session", headers=as_cookie(first))
+    # The copy of the signed-out cookie (another tab, a stolen one) is refused, and the map
+    # says signed out; the other session is untouched.
+    r = await client.get("/api/v1/technicians", headers=as_cookie(first))
+    assert r.status_code == 401
+    assert (await client.get("/map/config.json", headers=as_cookie(first))).json()[
+        "signed_in"
+    ] is False
+    r = await client.get("/api/v1/technicians", headers=as_cookie(second))
+    assert r.status_code == 200
+    assert (await client.get("/map/config.json", headers=as_cookie(second))).json()["signed_in"]
 
 
 @pytest.mark.parametrize(
