@@ -486,6 +486,13 @@ class Rig:
         body = orjson.dumps({"ts": ts, "lat": lat, "lon": lon, "acc": 10.0})
         await self.gateway.handle_batch([Inbound(f"fleet/{device}/pos", body, self.now)])
 
+    async def on_site_then_away(self, job_id: str) -> None:
+        """T1 (d1) on site at ``START``, then 1 km away with the job open."""
+        lat, lon = SITE_OF[job_id]
+        await self.gateway.report_status(StatusUpdate("", START, job_id, "on_site"), source="api")
+        await self.fix("d1", START + 1.0, lat, lon)
+        await self.fix("d1", START + 2.0, lat + 0.01, lon)
+
     async def job(self, job_id: str) -> Job:
         job = await self.store.get_job(job_id)
         assert job is not None
@@ -534,11 +541,8 @@ async def test_an_older_en_route_does_not_leave_two_jobs_travelling() -> None:
 async def test_a_left_site_alert_is_cleared_when_its_job_is_handed_over() -> None:
     rig = Rig()
     await rig.setup("J1")
-    lat, lon = SITE_OF["J1"]
     async with rig.bus.subscribe(None, None, 10_000) as sub:
-        await rig.gateway.report_status(StatusUpdate("", START, "J1", "on_site"), source="api")
-        await rig.fix("d1", START + 1.0, lat, lon)
-        await rig.fix("d1", START + 2.0, lat + 0.01, lon)  # T1 leaves the site: alert
+        await rig.on_site_then_away("J1")  # T1 leaves the site: alert
         await rig.gateway.put_job(msgspec.structs.replace(await rig.job("J1"), technician_id="T2"))
         await rig.gateway.report_status(StatusUpdate("", START + 5.0, "J1", "done"), source="api")
         alerts = [
@@ -586,9 +590,7 @@ async def test_standing_alerts_are_listed_and_taken_over_by_a_new_engine() -> No
     await rig.setup("J1")
     lat, lon = SITE_OF["J1"]
     async with rig.bus.subscribe(None, None, 10_000) as sub:
-        await rig.gateway.report_status(StatusUpdate("", START, "J1", "on_site"), source="api")
-        await rig.fix("d1", START + 1.0, lat, lon)
-        await rig.fix("d1", START + 2.0, lat + 0.01, lon)  # T1 leaves the site: alert
+        await rig.on_site_then_away("J1")  # T1 leaves the site: alert
         for minute in range(1, 38):  # past the planned 30 min by a fifth, reporting
             rig.now = START + 60.0 * minute
             await rig.fix("d1", rig.now - 1.0, lat + 0.01, lon + minute * 1e-5)
