@@ -53,20 +53,25 @@ def transport_of(msg: PhoneMessage, fmt: Format) -> Transport:
     return "http" if fmt == "osmand" and msg.status is None else "mqtt"
 
 
-def encode(msg: PhoneMessage, fmt: Format, *, prefix: str = "fleet", qos: int = 1) -> Out:
+def encode(
+    msg: PhoneMessage, fmt: Format, *, prefix: str = "fleet", qos: int = 1, now: float = 0.0
+) -> Out:
+    """The message as its format puts it on the wire. ``now``: the wall clock at sending,
+    which a ``future_ts`` fault must be ahead of (a replayed past day's "a day ahead" is
+    still the past for the gateway); 0 for the message's own time."""
     if msg.status is not None:
-        body = _status_dict(msg.status, msg.fault)
+        body = _status_dict(msg.status, msg.fault, now)
         topic = f"{prefix}/{msg.device_id}/status"
         return MqttOut(
             topic, _pack(body, "msgpack" if fmt == "msgpack" else "json", msg), qos, False
         )
     if fmt == "osmand":
-        return HttpOut("POST", "/osmand", _osmand_params(msg))
+        return HttpOut("POST", "/osmand", _osmand_params(msg, now))
     if fmt == "owntracks":
         user, device = msg.device_id.rsplit(":", 1)
-        body = _owntracks_dict(msg.fixes[0], msg.fault)
+        body = _owntracks_dict(msg.fixes[0], msg.fault, now)
         return MqttOut(f"owntracks/{user}/{device}", _pack(body, "json", msg), qos, msg.retain)
-    fixes = [_fix_dict(f, msg.fault) for f in msg.fixes]
+    fixes = [_fix_dict(f, msg.fault, now) for f in msg.fixes]
     body_any: Any = fixes if msg.batch else fixes[0]
     return MqttOut(f"{prefix}/{msg.device_id}/pos", _pack(body_any, fmt, msg), qos, msg.retain)
 
@@ -81,7 +86,7 @@ def _pack(body: Any, fmt: Format, msg: PhoneMessage) -> bytes:
     return raw[: len(raw) // 2] if msg.fault == "bad_encoding" else raw
 
 
-def _fix_dict(fix: Fix, fault: str | None) -> dict[str, Any]:
+def _fix_dict(fix: Fix, fault: str | None, now: float) -> dict[str, Any]:
     d: dict[str, Any] = {"ts": fix.ts, "lat": fix.rlat, "lon": fix.rlon, "acc": fix.acc}
     d["spd"] = fix.spd
     if fix.hdg is not None:
@@ -90,11 +95,16 @@ def _fix_dict(fix: Fix, fault: str | None) -> dict[str, Any]:
         d["alt"] = fix.alt
     d["bat"] = fix.bat
     d["seq"] = fix.seq
-    return _corrupt(d, fault, lat="lat", lon="lon", ts="ts")
+    return _corrupt(d, fault, now, lat="lat", lon="lon", ts="ts")
+
+
+def _future(ts: float, now: float) -> float:
+    """A clock a day ahead: of the message's time, or of the wall clock if that is later."""
+    return max(ts, now) + FUTURE_S
 
 
 def _corrupt(
-    d: dict[str, Any], fault: str | None, *, lat: str, lon: str, ts: str
+    d: dict[str, Any], fault: str | None, now: float, *, lat: str, lon: str, ts: str
 ) -> dict[str, Any]:
     if fault == "missing_lat":
         d.pop(lat, None)
@@ -103,20 +113,20 @@ def _corrupt(
     elif fault == "null_island":
         d[lat], d[lon] = 0.0, 0.0
     elif fault == "future_ts":
-        d[ts] = d[ts] + FUTURE_S
+        d[ts] = type(d[ts])(_future(d[ts], now))  # OwnTracks' tst stays an integer
     return d
 
 
-def _status_dict(status: StatusMsg, fault: str | None) -> dict[str, Any]:
+def _status_dict(status: StatusMsg, fault: str | None, now: float) -> dict[str, Any]:
     d: dict[str, Any] = {"ts": status.ts, "job": status.job_id, "status": status.status}
     if fault == "unknown_status":
         d["status"] = UNKNOWN_STATUS
     elif fault == "future_ts":
-        d["ts"] = status.ts + FUTURE_S
+        d["ts"] = _future(status.ts, now)
     return d
 
 
-def _owntracks_dict(fix: Fix, fault: str | None) -> dict[str, Any]:
+def _owntracks_dict(fix: Fix, fault: str | None, now: float) -> dict[str, Any]:
     """An OwnTracks `location`; -1 for unknown speed/course/altitude, as real apps send."""
     moving = fix.hdg is not None
     d: dict[str, Any] = {
@@ -132,14 +142,14 @@ def _owntracks_dict(fix: Fix, fault: str | None) -> dict[str, Any]:
         "batt": fix.bat,
         "conn": "m",
     }
-    d = _corrupt(d, fault, lat="lat", lon="lon", ts="tst")
+    d = _corrupt(d, fault, now, lat="lat", lon="lon", ts="tst")
     if fix.seq % 4 == 0:
         # Some trackers (and OwnTracks via some bridges) send every number as a string.
         d = {k: str(v) if isinstance(v, int | float) else v for k, v in d.items()}
     return d
 
 
-def _osmand_params(msg: PhoneMessage) -> tuple[tuple[str, str], ...]:
+def _osmand_params(msg: PhoneMessage, now: float) -> tuple[tuple[str, str], ...]:
     fix = msg.fixes[0]
     p: dict[str, str] = {
         "id": msg.device_id,
@@ -163,5 +173,5 @@ def _osmand_params(msg: PhoneMessage) -> tuple[tuple[str, str], ...]:
     elif msg.fault == "null_island":
         p["lat"], p["lon"] = "0.0", "0.0"
     elif msg.fault == "future_ts":
-        p["timestamp"] = str(int(fix.ts + FUTURE_S))
+        p["timestamp"] = str(int(_future(fix.ts, now)))
     return tuple(p.items())

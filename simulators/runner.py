@@ -167,8 +167,9 @@ class _Run:
 
     async def _send(self, msg: PhoneMessage) -> None:
         out = formats.encode(
-            msg, self.cfg.format, prefix=self.cfg.topic_prefix, qos=self.cfg.phone.qos
-        )
+            msg, self.cfg.format, prefix=self.cfg.topic_prefix, qos=self.cfg.phone.qos,
+            now=time.time(),
+        )  # fmt: skip
         self.summary.messages += 1
         if msg.fault is None:
             self.summary.fixes += len(msg.fixes)

@@ -149,6 +149,25 @@ def test_malformed_statuses(fault: str, expected: dict[str, Any]) -> None:
     assert {k: body[k] for k in expected} == expected
 
 
+@pytest.mark.parametrize("fmt", ["json", "msgpack", "owntracks", "osmand"])
+def test_a_future_timestamp_is_ahead_of_the_wall_clock_in_a_replayed_past_day(
+    fmt: Format,
+) -> None:
+    """Sent at wall time 10**9 (a day replayed long after): "a day ahead" of the message's
+    own time (1000) would still be the past, which the gateway takes."""
+    device = "tech-1:phone" if fmt == "owntracks" else "phone-1"
+    out = encode(pos(fix(), fault="future_ts", device=device), fmt, now=1e9)
+    if isinstance(out, HttpOut):
+        sent = float(dict(out.params)["timestamp"])
+    else:
+        body = decode(out)
+        sent = float(body["ts"] if "ts" in body else body["tst"])
+        assert fmt != "owntracks" or isinstance(body["tst"], int | str)
+    assert sent == 1e9 + 86400
+    body = decode(encode(status(fault="future_ts"), "json", now=1e9))
+    assert body["ts"] == 1e9 + 86400
+
+
 @pytest.mark.parametrize(
     ("fault", "changed"),
     [
