@@ -120,6 +120,31 @@ async def test_garbage_is_dead_lettered_and_next_message_flows(
     assert metrics.positions.get() == 1
 
 
+async def test_a_burst_of_dead_letters_goes_out_without_a_warning_flood(
+    broker: Mosquitto, prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A batch's dead letters (and outbound events) are published together: hundreds
+    awaiting their PUBACK at a busy moment is flow, which aiomqtt would warn of past 10."""
+    settings = gateway_settings(broker.url, prefix)
+    garbage = [(f"{prefix}/dev-{i % 7}/pos", b"{not json") for i in range(120)]
+    async with (
+        running_gateway(settings) as runtime,
+        aiomqtt.Client("127.0.0.1", broker.port, protocol=aiomqtt.ProtocolVersion.V5) as watcher,
+    ):
+        await watcher.subscribe(f"{prefix}/deadletter/#", qos=1)
+        async with aiomqtt.Client("127.0.0.1", broker.port) as client:
+            client.pending_calls_threshold = len(garbage)  # (this publisher's own)
+            await asyncio.gather(*(client.publish(t, p, qos=1) for t, p in garbage))
+        dead = 0
+        async with asyncio.timeout(10):
+            async for _ in watcher.messages:
+                dead += 1
+                if dead == len(garbage):
+                    break
+        assert runtime.metrics.rejected.get("bad_encoding") == len(garbage)
+    assert [r.getMessage() for r in caplog.records if "pending publish" in r.getMessage()] == []
+
+
 async def test_messages_published_while_down_are_processed_after_restart(prefix: str) -> None:
     with mosquitto(persistence=True) as broker:
         settings = gateway_settings(broker.url, prefix)
