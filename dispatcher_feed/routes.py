@@ -14,6 +14,7 @@ from dispatcher_feed.context import AppContext, context
 from dispatcher_feed.schemas import JobIn, PositionsIn, StatusIn, TechnicianIn, error_responses
 from dispatcher_feed.sse import event_stream
 from dispatcher_feed.views import job_view, technician_view
+from eta.estimate import CLOSED_STATES
 from gateway import codec
 from gateway.engine import check_site
 from gateway.errors import BadPayload
@@ -93,13 +94,28 @@ async def put_job(job_id: IdPath, body: JobIn, ctx: Ctx) -> dict[str, Any]:
 
 @api.get("/jobs")
 async def list_jobs(
-    ctx: Ctx, technician_id: Annotated[str | None, Query(pattern=ID_PATTERN)] = None
+    ctx: Ctx,
+    technician_id: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
+    closed_since: Annotated[
+        float | None,
+        Query(
+            allow_inf_nan=False,
+            description="Closed jobs (done, cancelled, failed) only if closed at or after "
+            "this epoch time; open jobs always. Without it, every job the store keeps.",
+        ),
+    ] = None,
 ) -> list[dict[str, Any]]:
     if technician_id is not None:
         jobs = await ctx.store.jobs_of(technician_id)
     else:
         jobs = await ctx.store.list_jobs()
+    if closed_since is not None:
+        jobs = [j for j in jobs if not _closed_before(j, closed_since)]
     return [job_view(j) for j in jobs]
+
+
+def _closed_before(job: Job, ts: float) -> bool:
+    return job.state in CLOSED_STATES and bool(job.history) and job.history[-1].ts < ts
 
 
 @api.get("/jobs/{job_id}")

@@ -410,9 +410,13 @@ function upsertJob(j) {
   drawSite(j, 0);
 }
 
+// Open jobs and those closed in the last 12 h: not every job the store has kept.
+const CLOSED_SHOWN_S = 12 * 3600;
+const recent = () => `closed_since=${Math.floor(Date.now() / 1000 - CLOSED_SHOWN_S)}`;
+
 async function loadAll() {
   const [list, allJobs, standing] = await Promise.all(
-    [getJson("/api/v1/technicians"), getJson("/api/v1/jobs"), getJson("/api/v1/alerts")]);
+    [getJson("/api/v1/technicians"), getJson(`/api/v1/jobs?${recent()}`), getJson("/api/v1/alerts")]);
   if (!fitted && map) {
     const points = list.filter((t) => t.position).map((t) => [t.position.lat, t.position.lon]);
     for (const j of allJobs) if (!CLOSED.has(j.state)) points.push([j.site.lat, j.site.lon]);
@@ -429,7 +433,7 @@ async function refreshJobs(id) {
   if (!id || pending.has(id)) return;
   pending.set(id, setTimeout(async () => {
     pending.delete(id);
-    const list = await getJson(`/api/v1/jobs?technician_id=${encodeURIComponent(id)}`);
+    const list = await getJson(`/api/v1/jobs?technician_id=${encodeURIComponent(id)}&${recent()}`);
     const seen = new Set(list.map((j) => j.job_id));
     for (const { j } of jobs.values()) if (j.technician_id === id && !seen.has(j.job_id)) j.technician_id = null;
     for (const j of list) upsertJob(j);

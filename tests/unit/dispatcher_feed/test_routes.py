@@ -248,6 +248,25 @@ async def test_jobs_list_and_tour_order(api: httpx.AsyncClient) -> None:
     assert [j["job_id"] for j in tour] == ["j2", "j4", "j1"]
 
 
+async def test_jobs_closed_before_closed_since_are_left_out(api: httpx.AsyncClient) -> None:
+    now = time.time()
+    for job_id in ("j1", "j2", "j3", "j4"):
+        await api.put(f"/api/v1/jobs/{job_id}", json={**JOB_BODY, "technician_id": "t1"})
+    changes = [("j1", now - 7300, "on_site"), ("j1", now - 7200, "done"),
+               ("j2", now - 60, "cancelled"), ("j3", now - 7200, "en_route")]  # fmt: skip
+    for job_id, ts, status in changes:
+        r = await api.post(f"/api/v1/jobs/{job_id}/status", json={"status": status, "ts": ts})
+        assert r.status_code == 200
+    since = {"closed_since": now - 3600}
+    recent = (await api.get("/api/v1/jobs", params=since)).json()
+    assert [j["job_id"] for j in recent] == ["j2", "j3", "j4"]  # j1 closed two hours ago
+    tour = (await api.get("/api/v1/jobs", params={**since, "technician_id": "t1"})).json()
+    assert [j["job_id"] for j in tour] == ["j2", "j3", "j4"]
+    assert len((await api.get("/api/v1/jobs")).json()) == 4
+    r = await api.get("/api/v1/jobs", params={"closed_since": "nan"})
+    assert r.status_code == 422
+
+
 async def test_alerts_lists_those_standing_oldest_first(
     api: httpx.AsyncClient, ctx: AppContext
 ) -> None:
