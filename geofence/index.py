@@ -13,8 +13,12 @@ Immutability: an update returns a new index sharing almost everything with the o
 one, so readers holding the old reference are never paused.  The key table is split
 spatially, ``res-7 cell -> {key: entry}`` (keys coarser than res 7 live in one
 small dict), so `with_fence` copies only the few dicts the fence's keys
-fall in, plus the id -> fence maps: its cost follows the fence's own cell count and
-grows only mildly with the number of fences.
+fall in, plus the id -> fence maps.  In a border key it edits the sub-cell groups
+(splits them by the new fence's masks, or drops the fence and merges the groups left
+alike) rather than recomputing them from every fence at the key, so its cost follows
+the fence's own cell count and the key's groups (at most one per slot), not the number
+of fences overlapping it: ~5 ms for a job-site circle among 447 overlapping ones,
+about half of it `Placed.of`.
 """
 
 from __future__ import annotations
