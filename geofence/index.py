@@ -13,18 +13,24 @@ Immutability: an update returns a new index sharing almost everything with the o
 one, so readers holding the old reference are never paused.  The key table is split
 spatially, ``res-7 cell -> {key: entry}`` (keys coarser than res 7 live in one
 small dict), so `with_fence` copies only the few dicts the fence's keys
-fall in, plus the id -> fence maps: its cost follows the fence's own cell count and
-grows only mildly with the number of fences.
+fall in, plus the id -> fence maps.  In a border key it edits the sub-cell groups
+(splits them by the new fence's masks, or drops the fence and merges the groups left
+alike) rather than recomputing them from every fence at the key, so its cost follows
+the fence's own cell count and the key's groups (at most one per slot), not the number
+of fences overlapping it: ~5 ms for a job-site circle among 447 overlapping ones,
+about half of it `Placed.of`.
 """
 
 from __future__ import annotations
 
 import math
+from array import array
 from collections.abc import Callable, Iterable, Mapping
 from collections.abc import Set as AbstractSet
 from types import MappingProxyType
 
 import numpy as np
+import numpy.typing as npt
 import shapely
 
 from geofence import cells
@@ -45,10 +51,20 @@ _RADIANS = math.pi / 180.0
 _latlng_to_cell = cells.latlng_to_cell
 
 # (interior fence ids, border checks sorted by fence id, ids of every fence at the key,
-#  for a border key with sub-cells: slot -> index of its entry (bytes), those entries)
+#  for a border key with sub-cells: slot -> index of its entry (bytes, or 16-bit
+#  array past 256 entries), those entries)
 Entry = tuple[
-    frozenset[str], tuple[Check, ...], frozenset[str], bytes | None, "tuple[Entry, ...] | None"
+    frozenset[str],
+    tuple[Check, ...],
+    frozenset[str],
+    "bytes | array[int] | None",
+    "tuple[Entry, ...] | None",
 ]
+# A border key's sub-cells while an entry is made: slot -> group, and per group the
+# fence ids (the key's interior ones included) and checks that answer there.
+_Groups = tuple["npt.NDArray[np.intp]", list[Entry]]
+_Shared = dict[tuple[frozenset[str], tuple[int, ...]], Entry]  # sub-cell entries by content
+_Masks = tuple[int, int, tuple[tuple[int, Check], ...]]
 _Leaf = dict[int, Entry]
 _Shards = dict[int, _Leaf]
 
@@ -106,7 +122,7 @@ class FenceIndex:
                 roles.setdefault(key, ([], [], []))[2].append(fid)
         # Most keys hold one fence in one role: share one entry object per content.
         shared: dict[tuple[tuple[str, ...], tuple[int, ...], tuple[str, ...]], Entry] = {}
-        subs: dict[tuple[frozenset[str], tuple[int, ...]], Entry] = {}
+        subs: _Shared = {}
         nears: dict[tuple[str, ...], frozenset[str]] = {}  # border keys' entries are not shared
         shards: _Shards = {}
         coarse: _Leaf = {}
@@ -139,34 +155,61 @@ class FenceIndex:
         return self._replace(fence_id, None)
 
     def _replace(self, fid: str, new: Placed | None) -> FenceIndex:
+        """Edit the entries of the keys of the fence's old and new covers, nothing else.
+
+        A border key's sub-cell groups are edited, not split again for every fence at
+        the key, and groups the fence does not touch keep their entries: the cost of an
+        update follows the fence's own keys and the number of groups there, not the
+        number of fences that overlap it.
+        """
         old = self._placed.get(fid)
         keys: set[int] = set()
         for p in (old, new):
             if p is not None:
                 keys.update(p.cover.interior, p.cover.border, p.cover.halo)
         placed, fences, res = dict(self._placed), dict(self._fences), dict(self._res)
-        if new is not None:
+        if new is None:
+            del placed[fid]
+        else:
             placed[fid] = new
         changes: dict[int, Entry | None] = {}
-        subs: dict[tuple[frozenset[str], tuple[int, ...]], Entry] = {}
+        shared: _Shared = {}
         for key in keys:
-            entry = self._entry(key)
+            entry = before = self._entry(key)
+            groups = None if entry is None else _groups_of(entry)
+            edited = False
             if entry is not None and old is not None:
                 entry = _drop(entry, fid)
+                if groups is not None and old.role(key) != 2:  # a halo key's groups stay
+                    checks = {id(old.check(key)), *(id(c) for _, c in old.sub_checks.get(key, ()))}
+                    groups, edited = _drop_groups(groups, fid, checks, shared), True
             role = None if new is None else new.role(key)
             if new is not None and role is not None:
                 entry = _add(entry, new, key, role)
-            if entry is not None:
-                masks = tuple(placed[b[0]].sub_masks(key) for b in entry[1])
-                entry = _entry(entry[0], entry[1], entry[2], masks, subs)
+                if role == 0 and groups is not None:
+                    subs = [_sub(sub[0] | {fid}, sub[1], shared) for sub in groups[1]]
+                    groups, edited = (groups[0], subs), True
+                elif role == 1:
+                    masks = new.sub_masks(key)
+                    if groups is None and masks is not None:  # the key's first sub-cells
+                        others = tuple(b for b in entry[1] if b[0] != fid)
+                        first = [_sub(entry[0], others, shared)]
+                        groups = (np.zeros(cells.SLOTS, dtype=np.intp), first)
+                    if groups is not None:
+                        groups, edited = _split(groups, new.check(key), masks, shared), True
+            if entry is not None and groups is not None:
+                if not any(key in placed[b[0]].cover.subs for b in entry[1]):
+                    pass  # the last border fence with sub-cells is gone: a plain entry
+                elif edited or before is None:
+                    entry = _with_groups(entry, groups)
+                else:  # nothing changed below the key
+                    entry = (*entry[:3], before[3], before[4])
             changes[key] = entry
         shards, coarse = _write(self._shards, self._coarse, changes)
         if old is not None:
             for level in old.levels:
                 res[level] -= 1
             del fences[fid]
-            if new is None:
-                del placed[fid]
         if new is not None:
             for level in new.levels:
                 res[level] = res.get(level, 0) + 1
@@ -445,8 +488,8 @@ def _entry(
     interior: frozenset[str],
     border: tuple[Check, ...],
     near: frozenset[str],
-    masks: tuple[tuple[int, int, tuple[tuple[int, Check], ...]] | None, ...],
-    shared: dict[tuple[frozenset[str], tuple[int, ...]], Entry],
+    masks: tuple[_Masks | None, ...],
+    shared: _Shared,
 ) -> Entry:
     """An entry, with sub-cell entries when a border fence has sub-cell masks.
 
@@ -455,44 +498,106 @@ def _entry(
     mask says the sub-cell is inside, plus the checks of those that still need one.
     A border fence without masks keeps its check in every slot.
     """
+    entry: Entry = (interior, border, near, None, None)
     if not any(masks):
-        return (interior, border, near, None, None)
-    # Split the slots into groups alike for every fence so far, one fence at a time
-    # (bit masks of slots): a handful of groups, whatever the number of fences.
-    groups: list[tuple[int, tuple[str, ...], tuple[Check, ...]]] = [(_ALL_SLOTS, (), ())]
+        return entry
+    groups: _Groups = (np.zeros(cells.SLOTS, dtype=np.intp), [_sub(interior, (), shared)])
     for check, mask in zip(border, masks, strict=True):
-        if mask is None:
-            groups = [(g, ins, (*chk, check)) for g, ins, chk in groups]
-            continue
-        inside, tested, own = mask
-        split = []
-        for g, ins, chk in groups:
-            if g & inside:
-                split.append((g & inside, (*ins, check[0]), chk))
-            rest = g & tested
-            for part, edge in own:  # sub-cells with an edge check of their own
-                if rest & part:
-                    split.append((rest & part, ins, (*chk, edge)))
-                    rest &= ~part
-            if rest:
-                split.append((rest, ins, (*chk, check)))
-            if g & ~(inside | tested):
-                split.append((g & ~(inside | tested), ins, chk))
-        groups = split
-    if len(groups) > 256:  # one byte per slot; never met by real fences
-        return (interior, border, near, None, None)
-    slot_map = np.zeros(cells.SLOTS, dtype=np.uint8)
-    subs: list[Entry] = []
-    for g, ins, chk in groups:
-        ids = interior | frozenset(ins) if ins else interior
-        sig = (ids, tuple(id(c) for c in chk))
-        sub = shared.get(sig)
-        if sub is None:  # (`near` is read from top-level entries only)
-            sub = shared[sig] = (ids, chk, _EMPTY, None, None)
-        bits = np.frombuffer(g.to_bytes(cells.SLOTS // 8, "little"), dtype=np.uint8)
-        slot_map[np.unpackbits(bits, bitorder="little").astype(bool)] = len(subs)
-        subs.append(sub)
-    return (interior, border, near, slot_map.tobytes(), tuple(subs))
+        groups = _split(groups, check, mask, shared)
+    return _with_groups(entry, groups)
+
+
+def _sub(ids: frozenset[str], chk: tuple[Check, ...], shared: _Shared) -> Entry:
+    """The entry of a sub-cell group (`near` is read from top-level entries only)."""
+    sig = (ids, tuple(map(id, chk)))
+    sub = shared.get(sig)
+    if sub is None:
+        sub = shared[sig] = (ids, chk, _EMPTY, None, None)
+    return sub
+
+
+def _split(groups: _Groups, check: Check, mask: _Masks | None, shared: _Shared) -> _Groups:
+    """Sub-cell groups with one more border fence: each group split by what the fence's
+    masks say of its slots (inside, tested by `check`, tested by an edge check of
+    their own, or out).  Slots alike for every fence so far stay one group: a few
+    dozen groups, at most one per slot, however many fences overlap."""
+    slot_group, subs = groups
+    if mask is None:  # every slot needs the fence's check
+        return slot_group, [_sub(sub[0], (*sub[1], check), shared) for sub in subs]
+    inside, tested, own = mask
+    kind = _slots(tested) * 2  # 0 out, 1 inside, 2 tested by `check`, 3 + i by own[i]
+    for i, (part, _) in enumerate(own):
+        kind[_slots(part).astype(bool)] = 3 + i
+    kind[_slots(inside).astype(bool)] = 1
+    width = 3 + len(own)
+    codes, inverse = np.unique(slot_group * width + kind, return_inverse=True)
+    fid: str = check[0]
+    split = []
+    for code in codes.tolist():
+        group, how = divmod(code, width)
+        sub = subs[group]
+        if how == 1:
+            sub = _sub(sub[0] | {fid}, sub[1], shared)
+        elif how == 2:
+            sub = _sub(sub[0], (*sub[1], check), shared)
+        elif how > 2:
+            sub = _sub(sub[0], (*sub[1], own[how - 3][1]), shared)
+        split.append(sub)  # how == 0: the group's slots hold no point of the fence
+    return inverse.reshape(-1), split
+
+
+def _drop_groups(groups: _Groups, fid: str, checks: AbstractSet[int], shared: _Shared) -> _Groups:
+    """Sub-cell groups without one fence (`checks`: ids of its check objects at the key):
+    groups left alike are merged."""
+    slot_group, subs = groups
+    merged: dict[int, int] = {}  # id of a group's new entry -> its new group
+    kept: list[Entry] = []
+    renumber = []
+    for sub in subs:
+        ids, chk = sub[0], sub[1]
+        sig = tuple(map(id, chk))
+        if fid in ids or not checks.isdisjoint(sig):
+            # Every group got its checks in the order fences came to the key: groups
+            # alike but for this fence have the same checks left, in the same order,
+            # hence the same shared entry.
+            if fid in ids:
+                ids = ids - {fid} if len(ids) > 1 else _EMPTY
+            sub = _sub(ids, tuple(c for c in chk if c[0] != fid), shared)
+        else:
+            sub = shared.setdefault((ids, sig), sub)
+        at = merged.setdefault(id(sub), len(kept))
+        if at == len(kept):
+            kept.append(sub)
+        renumber.append(at)
+    if len(kept) == len(subs):
+        return slot_group, kept
+    return np.array(renumber, dtype=np.intp)[slot_group], kept
+
+
+def _groups_of(entry: Entry) -> _Groups | None:
+    """The sub-cell groups of an entry (None: it has none)."""
+    slot_map, subs = entry[3], entry[4]
+    if slot_map is None or subs is None:
+        return None
+    dtype = np.uint8 if isinstance(slot_map, bytes) else np.uint16
+    return np.frombuffer(slot_map, dtype=dtype).astype(np.intp), list(subs)
+
+
+def _with_groups(entry: Entry, groups: _Groups) -> Entry:
+    """The entry with its sub-cell map: one byte per slot, two past 256 groups."""
+    slot_group, subs = groups
+    slot_map: bytes | array[int]
+    if len(subs) <= 256:
+        slot_map = slot_group.astype(np.uint8).tobytes()
+    else:
+        slot_map = array("H", slot_group.astype(np.uint16).tobytes())
+    return (entry[0], entry[1], entry[2], slot_map, tuple(subs))
+
+
+def _slots(mask: int) -> npt.NDArray[np.intp]:
+    """A slot bit mask as 0/1 per slot."""
+    bits = np.frombuffer(mask.to_bytes(cells.SLOTS // 8, "little"), dtype=np.uint8)
+    return np.unpackbits(bits, bitorder="little").astype(np.intp)
 
 
 def _drop(entry: Entry, fid: str) -> Entry | None:

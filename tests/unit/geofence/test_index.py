@@ -336,3 +336,55 @@ def test_a_holed_zone_is_covered_around_its_hole() -> None:
         assert index.containing(lat, lon) == brute_containing([fence], lat, lon) == {"f0"}
     for lat, lon in sample_points([fence], random.Random(0), 200):
         assert index.containing(lat, lon) == brute_containing([fence], lat, lon)
+
+
+def sub_cells_by_slot(index: FenceIndex) -> dict[int, object]:
+    """Key -> what each sub-cell slot answers (ids, checks by fence): the content of the
+    entries, whatever the order of their groups."""
+    out: dict[int, object] = {}
+    for table in [*index._shards.values(), index._coarse]:
+        for key, entry in table.items():
+            slots, subs = entry[3], entry[4]
+            by_slot = None
+            if slots is not None and subs is not None:
+                by_slot = tuple(
+                    (subs[slots[s]][0], tuple(sorted(subs[slots[s]][1], key=lambda c: c[0])))
+                    for s in range(len(slots))
+                )
+            out[key] = (entry[0], tuple(sorted(entry[1], key=lambda c: c[0])), entry[2], by_slot)
+    return out
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_updates_of_dense_overlapping_fences_equal_a_fresh_build(seed: int) -> None:
+    """Dozens of job sites overlapping in a few hundred metres (a city centre's day), some
+    premises among them: every key's sub-cells are cut by many fences, and updates edit
+    them in place (splitting and merging groups, past 256 groups per key), which must
+    leave exactly what a fresh build makes."""
+    rng = random.Random(seed)
+    fences = [
+        circle_fence(f"job:{i}", *offset(rng.uniform(-150, 150), rng.uniform(-150, 150)),
+                     rng.uniform(30, 150), kind="site")
+        for i in range(60)
+    ] + [star(f"s{i}", rng.uniform(-200, 200), rng.uniform(-200, 200), rng.uniform(40, 150),
+              [rng.uniform(0.5, 1.0) for _ in range(8)]) for i in range(4)]  # fmt: skip
+    rng.shuffle(fences)
+    index = FenceIndex.build(fences[:5])
+    for fence in fences[5:]:
+        index = index.with_fence(fence)
+    groups = [len(e[4]) for t in index._shards.values() for e in t.values() if e[4] is not None]
+    assert max(groups) > 256  # two bytes per slot in the sub-cell map
+    final = {f.fence_id: f for f in fences}
+    for fence in rng.sample(fences, 20):
+        index = index.without(fence.fence_id)
+        del final[fence.fence_id]
+    for fence in rng.sample(list(final.values()), 5):  # moved a little
+        moved = circle_fence(fence.fence_id, *offset(rng.uniform(-250, 250), 0), 60.0)
+        index = index.with_fence(moved)
+        final[fence.fence_id] = moved
+    fresh = FenceIndex.build(final.values())
+    assert sub_cells_by_slot(index) == sub_cells_by_slot(fresh)
+    assert index.resolutions() == fresh.resolutions()
+    for _ in range(500):
+        lat, lon = offset(rng.uniform(-400, 400), rng.uniform(-400, 400))
+        assert index.containing(lat, lon) == brute_containing(list(final.values()), lat, lon)
