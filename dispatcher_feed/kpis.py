@@ -69,7 +69,9 @@ async def fix_records(
             continue
         for device_id in technician.device_ids:
             for fix in await store.history(device_id, since, until, MAX_FIXES_PER_DEVICE):
-                out.append(FixRecord(technician.technician_id, fix.ts, fix.lat, fix.lon))
+                out.append(
+                    FixRecord(technician.technician_id, fix.ts, fix.lat, fix.lon, fix.acc, fix.spd)
+                )
     return out
 
 

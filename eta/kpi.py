@@ -10,6 +10,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, tzinfo
+from math import hypot
 from typing import Any
 
 from eta.estimate import service_day
@@ -51,12 +52,16 @@ class EtaPrediction:
 
 @dataclass(frozen=True)
 class FixRecord:
-    """One stored position of a technician's device."""
+    """One stored position of a technician's device: ``acc`` its horizontal accuracy (m, a
+    radius holding the true position about two times in three), ``spd`` its reported speed
+    (m/s), each None when the device did not say."""
 
     technician_id: str
     ts: float
     lat: float
     lon: float
+    acc: float | None = None
+    spd: float | None = None
 
 
 @dataclass(frozen=True)
@@ -64,14 +69,20 @@ class KpiConfig:
     """``sla_grace_s``: a job is SLA-compliant if done by window end + grace.
     ``horizons_s``: ETA error is scored for the prediction standing this long before the
     actual arrival, if made no more than ``horizon_tolerance_s`` earlier still.
-    ``jitter_m``: movements shorter than this from the last counted point are GPS noise, not
-    driving. ``max_speed_mps``: a fix implying a faster jump is an outlier and skipped.
+    ``km_driven`` (see there): two fixes closer than ``noise_sigmas`` x their combined
+    accuracy are GPS noise, not driving; ``default_acc_m`` is the accuracy of a fix without
+    ``acc``; a reported speed of ``moving_mps`` or more says the vehicle moves; a step counts
+    no longer than ``speed_slack`` x the reported speed allows. ``max_speed_mps``: a fix
+    implying a faster jump is an outlier and skipped.
     ``tz``: the local time whose dates are the "days" of jobs per technician per day."""
 
     sla_grace_s: float = 0.0
     horizons_s: tuple[float, ...] = (1800.0, 600.0)
     horizon_tolerance_s: float = 300.0
-    jitter_m: float = 25.0
+    noise_sigmas: float = 2.0
+    default_acc_m: float = 9.0
+    moving_mps: float = 1.0
+    speed_slack: float = 1.25
     max_speed_mps: float = 60.0
     tz: tzinfo = UTC
 
@@ -216,12 +227,18 @@ def _error_stats(errors: list[float]) -> dict[str, Any]:
 
 
 def km_driven(fixes: Sequence[FixRecord], cfg: KpiConfig = DEFAULT_KPI_CONFIG) -> dict[str, Any]:
-    """Distance along each technician's fixes, in km, ignoring jitter and impossible jumps.
+    """Distance along each technician's fixes, in km, not counting GPS noise or glitches.
 
-    A movement counts once it reaches ``jitter_m`` from the last counted point, so a parked
-    device's wander adds nothing while a drive loses at most ``jitter_m`` at its end. A fix
-    is an impossible jump when it is too fast from the previous *plausible* fix (not the
-    last counted point: after a long stop that would admit any glitch), and is skipped.
+    A step from the last counted point (the anchor) to a fix counts when the fixes say the
+    vehicle moved: either the two are further apart than their noise allows
+    (``noise_sigmas`` x the combined ``acc`` of both, ``default_acc_m`` for a fix without
+    one), or the anchor or the fix reports a speed of at least ``moving_mps``. A parked
+    device's wander is neither, so it adds nothing. When both report a speed, a step counts
+    no longer than the fastest reported speed allows in its time (x ``speed_slack``) --
+    noise zig-zagging a drive adds nothing either -- or, if longer, than the part of it
+    beyond the noise (a move with no fix on the way). A fix is an impossible jump when it
+    is too fast from the previous *plausible* fix (not the anchor: after a long stop that
+    would admit any glitch), and is skipped.
     """
     tracks: dict[str, list[FixRecord]] = defaultdict(list)
     for f in fixes:
@@ -236,13 +253,27 @@ def km_driven(fixes: Sequence[FixRecord], cfg: KpiConfig = DEFAULT_KPI_CONFIG) -
             if dt <= 0 or haversine_m(prev.lat, prev.lon, f.lat, f.lon) / dt > cfg.max_speed_mps:
                 continue
             prev = f
-            d = haversine_m(anchor.lat, anchor.lon, f.lat, f.lon)
-            if d < cfg.jitter_m:
-                continue
-            metres += d
-            anchor = f
+            step = _step_m(anchor, f, cfg)
+            if step > 0.0:
+                metres += step
+                anchor = f
         by_tech[tech] = metres / 1000.0
     return {"total": sum(by_tech.values()), "by_technician": by_tech}
+
+
+def _step_m(a: FixRecord, b: FixRecord, cfg: KpiConfig) -> float:
+    """The metres driven from ``a`` to ``b`` that ``km_driven`` counts (0: none)."""
+    d = haversine_m(a.lat, a.lon, b.lat, b.lon)
+    acc_a = cfg.default_acc_m if a.acc is None else a.acc
+    acc_b = cfg.default_acc_m if b.acc is None else b.acc
+    noise = cfg.noise_sigmas * hypot(acc_a, acc_b)
+    if a.spd is None or b.spd is None:
+        moving = (a.spd or 0.0) >= cfg.moving_mps or (b.spd or 0.0) >= cfg.moving_mps
+        return d if d > noise or moving else 0.0
+    speed_bound = max(a.spd, b.spd) * (b.ts - a.ts) * cfg.speed_slack
+    if max(a.spd, b.spd) >= cfg.moving_mps:
+        return min(d, max(speed_bound, d - noise))
+    return max(0.0, d - noise)
 
 
 def onsite_time(jobs: Sequence[JobRecord]) -> dict[str, Any]:
