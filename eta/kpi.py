@@ -68,7 +68,8 @@ class FixRecord:
 class KpiConfig:
     """``sla_grace_s``: a job is SLA-compliant if done by window end + grace.
     ``horizons_s``: ETA error is scored for the prediction standing this long before the
-    actual arrival, if made no more than ``horizon_tolerance_s`` earlier still.
+    actual arrival: the latest one published at or before that instant, however old (ETAs
+    are re-published only when they move, so an old one still stands; see ``eta_error``).
     ``km_driven`` (see there): two fixes closer than ``noise_sigmas`` x their combined
     accuracy are GPS noise, not driving; ``default_acc_m`` is the accuracy of a fix without
     ``acc``; a reported speed of ``moving_mps`` or more says the vehicle moves; a step counts
@@ -78,7 +79,6 @@ class KpiConfig:
 
     sla_grace_s: float = 0.0
     horizons_s: tuple[float, ...] = (1800.0, 600.0)
-    horizon_tolerance_s: float = 300.0
     noise_sigmas: float = 2.0
     default_acc_m: float = 9.0
     moving_mps: float = 1.0
@@ -190,8 +190,12 @@ def eta_error(
 ) -> dict[str, Any]:
     """Absolute ETA error of the prediction standing at each horizon before arrival.
 
-    Per job and horizon H, the latest prediction made in [arrival - H - tolerance, arrival - H]
-    is scored; ``bias_s`` is the mean signed error (positive = predicted too late).
+    Per job and horizon H, the prediction standing at arrival - H is scored: the latest one
+    published at or before that instant, as the benchmark (``bench/cases/eta.py``) scores
+    the gateway's last published ETA. It may be much older than H: the gateway re-publishes
+    an ETA only when it moves by 60 s or more, or the job's state changes, so until then
+    the old one is what dispatcher and customer saw. A job with no prediction published by
+    then is not scored. ``bias_s`` is the mean signed error (positive = predicted too late).
     """
     by_job: dict[str, list[EtaPrediction]] = defaultdict(list)
     for p in predictions:
@@ -202,8 +206,7 @@ def eta_error(
         for preds in by_job.values():
             best: EtaPrediction | None = None
             for p in preds:
-                lead = p.actual_arrival - p.predicted_at
-                if horizon <= lead <= horizon + cfg.horizon_tolerance_s and (
+                if p.actual_arrival - p.predicted_at >= horizon and (
                     best is None or p.predicted_at > best.predicted_at
                 ):
                     best = p
