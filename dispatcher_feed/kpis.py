@@ -19,12 +19,35 @@ from dispatcher_feed.schemas import error_responses
 from eta.kpi import EtaPrediction, FixRecord, JobRecord, KpiConfig, compute_kpis
 from gateway.model import Job
 from gateway.store import Store
-from gateway.tours import arrived_at, pauses
+from gateway.tours import pauses
 
 kpis = APIRouter(
     prefix="/api/v1", dependencies=[Depends(require_key)], responses=error_responses(401, 422)
 )
 MAX_FIXES_PER_DEVICE = 10_000
+
+
+def arrival(job: Job) -> float | None:
+    """When the technician reached the site for the visit the KPIs score: the technician's
+    own ``on_site`` (from their device, or the API) when they sent one for this visit,
+    else the geofence's.
+
+    ``gateway.tours.arrived_at`` takes the first ``on_site`` of the visit, which is the
+    geofence's whenever it got there first; the technician's word confirms or overrides
+    it, and is the better time: a route passing slowly through the site zone fires the
+    geofence early, a phone's delayed status corrects a late one. A change back to
+    planned or en_route withdraws the visit, as there.
+    """
+    inferred = own = None
+    for change in job.history:
+        if change.status == "on_site":
+            if change.source == "geofence":
+                inferred = change.ts if inferred is None else inferred
+            elif own is None:
+                own = change.ts
+        elif change.status in ("planned", "en_route"):
+            inferred = own = None
+    return own if own is not None else inferred
 
 
 def job_record(job: Job) -> JobRecord | None:
@@ -44,7 +67,7 @@ def job_record(job: Job) -> JobRecord | None:
         state=job.state,
         window_start=job.window.start if job.window else None,
         window_end=job.window.end if job.window else None,
-        arrived_at=arrived_at(job),
+        arrived_at=arrival(job),
         finished_at=finished,
         paused_s=pauses(job)[0],
         visits=max(1, visits),
@@ -52,11 +75,11 @@ def job_record(job: Job) -> JobRecord | None:
 
 
 def predictions(job: Job) -> list[EtaPrediction]:
-    arrival = arrived_at(job)
-    if arrival is None:
+    arrived = arrival(job)
+    if arrived is None:
         return []
     return [
-        EtaPrediction(job.job_id, at, eta, arrival) for at, eta in job.predictions if at <= arrival
+        EtaPrediction(job.job_id, at, eta, arrived) for at, eta in job.predictions if at <= arrived
     ]
 
 

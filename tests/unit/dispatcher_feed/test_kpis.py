@@ -15,7 +15,9 @@ import httpx
 import pytest
 
 from dispatcher_feed.context import AppContext
+from dispatcher_feed.kpis import arrival, job_record
 from eta.geo import EARTH_RADIUS_M
+from gateway.model import Job, Site, StatusChange
 from gateway.service import Inbound
 
 DAY = 1_699_920_000.0  # 2023-11-14 00:00 UTC
@@ -251,3 +253,57 @@ async def test_kpis_need_the_api_key(client: httpx.AsyncClient, headers: dict[st
     r = await client.get("/api/v1/kpis", headers=headers)
     assert (r.status_code, r.json()["error"]) == (401, "unauthorized")
     assert r.headers["www-authenticate"] == "Bearer"
+
+
+def visit(*changes: tuple[str, str, float]) -> Job:
+    """A job of t1 whose history is ``changes`` of (status, source, time)."""
+    history, previous = [], "planned"
+    for status, source, ts in changes:
+        history.append(StatusChange(ts, status, previous, source))
+        previous = status
+    return Job("jx", "t1", Site(60.0, 25.0), state=previous, history=tuple(history))
+
+
+@pytest.mark.parametrize(
+    ("changes", "arrived"),
+    [
+        # The route passed slowly through the site zone: the geofence fired 368 s early,
+        # the technician's own on_site confirmed it at the true time.
+        (
+            [
+                ("en_route", "device", at(9)),
+                ("on_site", "geofence", at(9.5)),
+                ("on_site", "device", at(9.5, 368)),
+                ("done", "device", at(10)),
+            ],
+            at(9.5, 368),
+        ),
+        # The phone's status came late (offline), stamped 390 s before the geofence's.
+        (
+            [("on_site", "geofence", at(9.5, 390)), ("on_site", "device", at(9.5))],
+            at(9.5),
+        ),
+        # A dispatcher's on_site counts as the technician's word too.
+        ([("on_site", "geofence", at(9.5)), ("on_site", "api", at(9.6))], at(9.6)),
+        # Only the geofence: its time.
+        ([("en_route", "device", at(9)), ("on_site", "geofence", at(9.5))], at(9.5)),
+        # Withdrawn by the technician, then a real visit later: that visit's own time.
+        (
+            [
+                ("on_site", "geofence", at(9)),
+                ("en_route", "device", at(9.1)),
+                ("on_site", "geofence", at(9.5)),
+                ("on_site", "device", at(9.6)),
+            ],
+            at(9.6),
+        ),
+        ([("en_route", "device", at(9))], None),
+    ],
+)
+def test_arrival_is_the_technicians_own_on_site(
+    changes: list[tuple[str, str, float]], arrived: float | None
+) -> None:
+    job = visit(*changes)
+    record = job_record(job)
+    assert record is not None and record.arrived_at == arrived
+    assert arrival(job) == arrived
