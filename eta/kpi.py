@@ -100,14 +100,16 @@ def compute_kpis(
     until: float | None = None,
     technician_id: str | None = None,
     now: float | None = None,
+    km_unknown: Iterable[str] = (),
 ) -> dict[str, Any]:
     """All KPIs over jobs, predictions and fixes within [since, until) and one technician.
 
     A job belongs to the period by its arrival (else its finish, else its window start);
     a prediction by its job; a fix by its time. ``now``: SLA compliance leaves out jobs
-    still open within their window (see ``sla_compliance``).
+    still open within their window (see ``sla_compliance``). ``km_unknown``: technicians
+    whose fixes do not cover the period (see ``km_driven``).
     """
-    picked = [j for j in jobs if _job_in(j, since, until, technician_id)]
+    picked = [j for j in jobs if job_in_period(j, since, until, technician_id)]
     ids = {j.job_id for j in picked}
     return {
         "jobs": len(picked),
@@ -123,6 +125,7 @@ def compute_kpis(
                 and (until is None or f.ts < until)
             ],
             cfg,
+            unknown=[t for t in km_unknown if technician_id is None or t == technician_id],
         ),
         "onsite": onsite_time(picked),
         "jobs_per_technician_day": jobs_per_technician_day(picked, cfg.tz),
@@ -130,7 +133,10 @@ def compute_kpis(
     }
 
 
-def _job_in(j: JobRecord, since: float | None, until: float | None, tech: str | None) -> bool:
+def job_in_period(
+    j: JobRecord, since: float | None, until: float | None, tech: str | None = None
+) -> bool:
+    """Whether ``compute_kpis`` counts the job in [since, until) (and of ``tech``)."""
     if tech is not None and j.technician_id != tech:
         return False
     ref = next((t for t in (j.arrived_at, j.finished_at, j.window_start) if t is not None), None)
@@ -229,8 +235,14 @@ def _error_stats(errors: list[float]) -> dict[str, Any]:
     }
 
 
-def km_driven(fixes: Sequence[FixRecord], cfg: KpiConfig = DEFAULT_KPI_CONFIG) -> dict[str, Any]:
+def km_driven(
+    fixes: Sequence[FixRecord], cfg: KpiConfig = DEFAULT_KPI_CONFIG, unknown: Iterable[str] = ()
+) -> dict[str, Any]:
     """Distance along each technician's fixes, in km, not counting GPS noise or glitches.
+
+    ``unknown``: technicians whose fixes are known not to cover the period (their stored
+    history was trimmed, say): their distance is None rather than what the fixes left
+    add up to, and so is the total; ``incomplete`` lists them.
 
     A step from the last counted point (the anchor) to a fix counts when the fixes say the
     vehicle moved: either the two are further apart than their noise allows
@@ -261,7 +273,10 @@ def km_driven(fixes: Sequence[FixRecord], cfg: KpiConfig = DEFAULT_KPI_CONFIG) -
                 metres += step
                 anchor = f
         by_tech[tech] = metres / 1000.0
-    return {"total": sum(by_tech.values()), "by_technician": by_tech}
+    missing = sorted(set(unknown))
+    out: dict[str, float | None] = {**by_tech, **dict.fromkeys(missing)}
+    total = None if missing else sum(by_tech.values())
+    return {"total": total, "by_technician": dict(sorted(out.items())), "incomplete": missing}
 
 
 def _step_m(a: FixRecord, b: FixRecord, cfg: KpiConfig) -> float:

@@ -181,13 +181,13 @@ def test_compute_kpis_whole_and_filtered() -> None:
     t2 = compute_kpis(JOBS, PREDICTIONS, FIXES, technician_id="t2")
     assert t2["jobs"] == 3
     assert t2["eta_error"]["30min"]["count"] == 0
-    assert t2["km_driven"] == {"total": 0.0, "by_technician": {"t2": 0.0}}
+    assert t2["km_driven"] == {"total": 0.0, "by_technician": {"t2": 0.0}, "incomplete": []}
     assert t2["punctuality"] == {"arrivals": 2, "on_time": 1, "early": 1, "late": 0, "rate": 0.5}
 
     day2 = compute_kpis(JOBS, PREDICTIONS, FIXES, since=at(0, 1), until=at(0, 2))
     assert day2["jobs"] == 1
     assert day2["first_visit_completion"] == {"done": 0, "first_visit": 0, "rate": None}
-    assert day2["km_driven"] == {"total": 0.0, "by_technician": {}}
+    assert day2["km_driven"] == {"total": 0.0, "by_technician": {}, "incomplete": []}
     assert day2["jobs_per_technician_day"]["by_technician"] == {"t2": 1.0}
 
     morning = compute_kpis(JOBS, PREDICTIONS, FIXES, since=at(7), until=at(9.5))
