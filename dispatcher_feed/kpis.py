@@ -85,6 +85,7 @@ def job_record(job: Job) -> JobRecord | None:
         finished_at=finished,
         paused_s=pauses(job)[0],
         visits=max(1, visits),
+        follow_up_of=job.follow_up_of,
     )
 
 

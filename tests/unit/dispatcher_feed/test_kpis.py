@@ -421,3 +421,26 @@ async def test_kpis_read_only_what_the_filter_needs_and_compute_off_the_loop(
         assert {c for c in store.calls if c.startswith("history:")} == {"history:d1"}
         # The arithmetic ran in a worker thread, not on the event loop.
         assert threads == [False]
+
+
+async def test_a_follow_up_job_is_not_a_first_visit_completion(api: httpx.AsyncClient) -> None:
+    """``follow_up_of`` in the PUT body is stored and shown; the KPI then counts neither
+    the revisited job nor the follow-up as finished in one visit."""
+    await build_day(api)
+    body = {
+        "technician_id": "t2",
+        "site": {"lat": north(5000), "lon": 25.0, "radius_m": 100},
+        "window": {"start": at(15), "end": at(16)},
+        "follow_up_of": "j5",
+    }
+    r = await api.put("/api/v1/jobs/j7", json=body)
+    assert r.status_code == 200 and r.json()["follow_up_of"] == "j5"
+    for status, ts in (("on_site", at(15, 60)), ("done", at(15.5))):
+        r = await api.post("/api/v1/jobs/j7/status", json={"status": status, "ts": ts})
+        assert r.status_code == 200, r.text
+    assert (await api.get("/api/v1/jobs/j7")).json()["follow_up_of"] == "j5"
+    kpis = (await api.get("/api/v1/kpis")).json()
+    # j1, j2, j3, j5 done; j5 needed a follow-up (j7, not a request of its own).
+    assert kpis["first_visit_completion"] == {"done": 4, "first_visit": 3, "rate": 0.75}
+    bad = await api.put("/api/v1/jobs/j8", json={**body, "follow_up_of": "no such id!"})
+    assert bad.status_code == 422
