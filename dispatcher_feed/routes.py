@@ -82,6 +82,7 @@ async def put_job(job_id: IdPath, body: JobIn, ctx: Ctx) -> dict[str, Any]:
         sequence=body.sequence,
         customer=Customer(body.customer.name, body.customer.ref),
         priority=body.priority,
+        follow_up_of=body.follow_up_of,
     )
     try:
         # The site becomes a geofence (``job:{job_id}``): refuse one that cannot be

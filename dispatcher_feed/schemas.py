@@ -60,6 +60,8 @@ class JobIn(BaseModel):
     sequence: Annotated[int, Field(ge=0)] = 0
     customer: CustomerIn = CustomerIn()
     priority: Literal["normal", "urgent"] = "normal"
+    # The job this one revisits (a follow-up booked for the same request).
+    follow_up_of: Id | None = None
 
 
 class StatusIn(BaseModel):

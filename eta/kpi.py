@@ -10,6 +10,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, tzinfo
+from math import hypot
 from typing import Any
 
 from eta.estimate import service_day
@@ -51,27 +52,37 @@ class EtaPrediction:
 
 @dataclass(frozen=True)
 class FixRecord:
-    """One stored position of a technician's device."""
+    """One stored position of a technician's device: ``acc`` its horizontal accuracy (m, a
+    radius holding the true position about two times in three), ``spd`` its reported speed
+    (m/s), each None when the device did not say."""
 
     technician_id: str
     ts: float
     lat: float
     lon: float
+    acc: float | None = None
+    spd: float | None = None
 
 
 @dataclass(frozen=True)
 class KpiConfig:
     """``sla_grace_s``: a job is SLA-compliant if done by window end + grace.
     ``horizons_s``: ETA error is scored for the prediction standing this long before the
-    actual arrival, if made no more than ``horizon_tolerance_s`` earlier still.
-    ``jitter_m``: movements shorter than this from the last counted point are GPS noise, not
-    driving. ``max_speed_mps``: a fix implying a faster jump is an outlier and skipped.
+    actual arrival: the latest one published at or before that instant, however old (ETAs
+    are re-published only when they move, so an old one still stands; see ``eta_error``).
+    ``km_driven`` (see there): two fixes closer than ``noise_sigmas`` x their combined
+    accuracy are GPS noise, not driving; ``default_acc_m`` is the accuracy of a fix without
+    ``acc``; a reported speed of ``moving_mps`` or more says the vehicle moves; a step counts
+    no longer than ``speed_slack`` x the reported speed allows. ``max_speed_mps``: a fix
+    implying a faster jump is an outlier and skipped.
     ``tz``: the local time whose dates are the "days" of jobs per technician per day."""
 
     sla_grace_s: float = 0.0
     horizons_s: tuple[float, ...] = (1800.0, 600.0)
-    horizon_tolerance_s: float = 300.0
-    jitter_m: float = 25.0
+    noise_sigmas: float = 2.0
+    default_acc_m: float = 9.0
+    moving_mps: float = 1.0
+    speed_slack: float = 1.25
     max_speed_mps: float = 60.0
     tz: tzinfo = UTC
 
@@ -89,14 +100,16 @@ def compute_kpis(
     until: float | None = None,
     technician_id: str | None = None,
     now: float | None = None,
+    km_unknown: Iterable[str] = (),
 ) -> dict[str, Any]:
     """All KPIs over jobs, predictions and fixes within [since, until) and one technician.
 
     A job belongs to the period by its arrival (else its finish, else its window start);
     a prediction by its job; a fix by its time. ``now``: SLA compliance leaves out jobs
-    still open within their window (see ``sla_compliance``).
+    still open within their window (see ``sla_compliance``). ``km_unknown``: technicians
+    whose fixes do not cover the period (see ``km_driven``).
     """
-    picked = [j for j in jobs if _job_in(j, since, until, technician_id)]
+    picked = [j for j in jobs if job_in_period(j, since, until, technician_id)]
     ids = {j.job_id for j in picked}
     return {
         "jobs": len(picked),
@@ -112,6 +125,7 @@ def compute_kpis(
                 and (until is None or f.ts < until)
             ],
             cfg,
+            unknown=[t for t in km_unknown if technician_id is None or t == technician_id],
         ),
         "onsite": onsite_time(picked),
         "jobs_per_technician_day": jobs_per_technician_day(picked, cfg.tz),
@@ -119,7 +133,10 @@ def compute_kpis(
     }
 
 
-def _job_in(j: JobRecord, since: float | None, until: float | None, tech: str | None) -> bool:
+def job_in_period(
+    j: JobRecord, since: float | None, until: float | None, tech: str | None = None
+) -> bool:
+    """Whether ``compute_kpis`` counts the job in [since, until) (and of ``tech``)."""
     if tech is not None and j.technician_id != tech:
         return False
     ref = next((t for t in (j.arrived_at, j.finished_at, j.window_start) if t is not None), None)
@@ -179,8 +196,12 @@ def eta_error(
 ) -> dict[str, Any]:
     """Absolute ETA error of the prediction standing at each horizon before arrival.
 
-    Per job and horizon H, the latest prediction made in [arrival - H - tolerance, arrival - H]
-    is scored; ``bias_s`` is the mean signed error (positive = predicted too late).
+    Per job and horizon H, the prediction standing at arrival - H is scored: the latest one
+    published at or before that instant, as the benchmark (``bench/cases/eta.py``) scores
+    the gateway's last published ETA. It may be much older than H: the gateway re-publishes
+    an ETA only when it moves by 60 s or more, or the job's state changes, so until then
+    the old one is what dispatcher and customer saw. A job with no prediction published by
+    then is not scored. ``bias_s`` is the mean signed error (positive = predicted too late).
     """
     by_job: dict[str, list[EtaPrediction]] = defaultdict(list)
     for p in predictions:
@@ -191,8 +212,7 @@ def eta_error(
         for preds in by_job.values():
             best: EtaPrediction | None = None
             for p in preds:
-                lead = p.actual_arrival - p.predicted_at
-                if horizon <= lead <= horizon + cfg.horizon_tolerance_s and (
+                if p.actual_arrival - p.predicted_at >= horizon and (
                     best is None or p.predicted_at > best.predicted_at
                 ):
                     best = p
@@ -215,13 +235,25 @@ def _error_stats(errors: list[float]) -> dict[str, Any]:
     }
 
 
-def km_driven(fixes: Sequence[FixRecord], cfg: KpiConfig = DEFAULT_KPI_CONFIG) -> dict[str, Any]:
-    """Distance along each technician's fixes, in km, ignoring jitter and impossible jumps.
+def km_driven(
+    fixes: Sequence[FixRecord], cfg: KpiConfig = DEFAULT_KPI_CONFIG, unknown: Iterable[str] = ()
+) -> dict[str, Any]:
+    """Distance along each technician's fixes, in km, not counting GPS noise or glitches.
 
-    A movement counts once it reaches ``jitter_m`` from the last counted point, so a parked
-    device's wander adds nothing while a drive loses at most ``jitter_m`` at its end. A fix
-    is an impossible jump when it is too fast from the previous *plausible* fix (not the
-    last counted point: after a long stop that would admit any glitch), and is skipped.
+    ``unknown``: technicians whose fixes are known not to cover the period (their stored
+    history was trimmed, say): their distance is None rather than what the fixes left
+    add up to, and so is the total; ``incomplete`` lists them.
+
+    A step from the last counted point (the anchor) to a fix counts when the fixes say the
+    vehicle moved: either the two are further apart than their noise allows
+    (``noise_sigmas`` x the combined ``acc`` of both, ``default_acc_m`` for a fix without
+    one), or the anchor or the fix reports a speed of at least ``moving_mps``. A parked
+    device's wander is neither, so it adds nothing. When both report a speed, a step counts
+    no longer than the fastest reported speed allows in its time (x ``speed_slack``) --
+    noise zig-zagging a drive adds nothing either -- or, if longer, than the part of it
+    beyond the noise (a move with no fix on the way). A fix is an impossible jump when it
+    is too fast from the previous *plausible* fix (not the anchor: after a long stop that
+    would admit any glitch), and is skipped.
     """
     tracks: dict[str, list[FixRecord]] = defaultdict(list)
     for f in fixes:
@@ -236,13 +268,30 @@ def km_driven(fixes: Sequence[FixRecord], cfg: KpiConfig = DEFAULT_KPI_CONFIG) -
             if dt <= 0 or haversine_m(prev.lat, prev.lon, f.lat, f.lon) / dt > cfg.max_speed_mps:
                 continue
             prev = f
-            d = haversine_m(anchor.lat, anchor.lon, f.lat, f.lon)
-            if d < cfg.jitter_m:
-                continue
-            metres += d
-            anchor = f
+            step = _step_m(anchor, f, cfg)
+            if step > 0.0:
+                metres += step
+                anchor = f
         by_tech[tech] = metres / 1000.0
-    return {"total": sum(by_tech.values()), "by_technician": by_tech}
+    missing = sorted(set(unknown))
+    out: dict[str, float | None] = {**by_tech, **dict.fromkeys(missing)}
+    total = None if missing else sum(by_tech.values())
+    return {"total": total, "by_technician": dict(sorted(out.items())), "incomplete": missing}
+
+
+def _step_m(a: FixRecord, b: FixRecord, cfg: KpiConfig) -> float:
+    """The metres driven from ``a`` to ``b`` that ``km_driven`` counts (0: none)."""
+    d = haversine_m(a.lat, a.lon, b.lat, b.lon)
+    acc_a = cfg.default_acc_m if a.acc is None else a.acc
+    acc_b = cfg.default_acc_m if b.acc is None else b.acc
+    noise = cfg.noise_sigmas * hypot(acc_a, acc_b)
+    if a.spd is None or b.spd is None:
+        moving = (a.spd or 0.0) >= cfg.moving_mps or (b.spd or 0.0) >= cfg.moving_mps
+        return d if d > noise or moving else 0.0
+    speed_bound = max(a.spd, b.spd) * (b.ts - a.ts) * cfg.speed_slack
+    if max(a.spd, b.spd) >= cfg.moving_mps:
+        return min(d, max(speed_bound, d - noise))
+    return max(0.0, d - noise)
 
 
 def onsite_time(jobs: Sequence[JobRecord]) -> dict[str, Any]:

@@ -121,6 +121,9 @@ class Job(msgspec.Struct, frozen=True):
     # Customer notifications the engine sent for this job (arriving_soon, delayed): each
     # at most once, also across an engine rebuilt by a new leader.
     notified: tuple[str, ...] = ()
+    # The job this one revisits (a follow-up visit booked for the same request), if any:
+    # the first-visit-completion KPI counts neither as done in one visit.
+    follow_up_of: str | None = None
 
     def to_wire(self) -> dict[str, Any]:
         return msgspec.to_builtins(self)  # type: ignore[no-any-return]

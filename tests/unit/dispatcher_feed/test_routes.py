@@ -205,7 +205,7 @@ JOB_VIEW = {
     "window": {"start": 1_700_000_000.0, "end": 1_700_003_600.0}, "planned_duration_s": 2700.0,
     "sequence": 2, "customer": {"name": "Oy Ab", "ref": None}, "priority": "normal",
     "state": "planned", "history": [], "eta": None, "eta_p90": None, "delay_s": None,
-    "notified": [],
+    "notified": [], "follow_up_of": None,
 }  # fmt: skip
 
 

@@ -103,14 +103,14 @@ PREDICTIONS = [
     EtaPrediction("J1", A - 650, A - 30, A),  # 10 min: -30
     EtaPrediction("J1", A - 500, A + 900, A),  # too late for 10 min
     EtaPrediction("J2", B - 1800, B - 300, B),  # 30 min: -300
-    EtaPrediction("J2", B - 950, B + 400, B),  # too early for 10 min
+    EtaPrediction("J2", B - 950, B + 400, B),  # superseded for 10 min by the next one
     EtaPrediction("J2", B - 900, B + 90, B),  # 10 min: +90
-    EtaPrediction("J3", C - 2500, C, C),  # too early for 30 min
+    EtaPrediction("J3", C - 2500, C, C),  # never moved again: stands at 30 and 10 min: 0
 ]
 
 ETA_ERROR = {
-    "30min": {"count": 2, "mae_s": 180.0, "p50_s": 180.0, "p90_s": 276.0, "bias_s": -120.0},
-    "10min": {"count": 2, "mae_s": 60.0, "p50_s": 60.0, "p90_s": 84.0, "bias_s": 30.0},
+    "30min": {"count": 3, "mae_s": 120.0, "p50_s": 60.0, "p90_s": 252.0, "bias_s": -80.0},
+    "10min": {"count": 3, "mae_s": 40.0, "p50_s": 30.0, "p90_s": 78.0, "bias_s": 20.0},
 }
 
 
@@ -122,6 +122,20 @@ def assert_eta_error(got: dict[str, dict[str, float]]) -> None:
 
 def test_eta_error() -> None:
     assert_eta_error(eta_error(PREDICTIONS))
+
+
+def test_eta_error_scores_the_prediction_standing_however_old() -> None:
+    """ETAs are re-published only when they move by 60 s: one published 50 min before
+    arrival that never moved is what stood at T-30 and T-10, and is scored at both; a
+    job whose first prediction came after T-10 is not scored at 10 min."""
+    steady = [EtaPrediction("S", A - 3000, A + 240, A)]
+    got = eta_error(steady)
+    assert got["30min"]["count"] == got["10min"]["count"] == 1
+    assert got["30min"]["bias_s"] == got["10min"]["bias_s"] == 240.0
+    late_first = [EtaPrediction("L", A - 900, A + 60, A), EtaPrediction("L", A - 300, A, A)]
+    got = eta_error(late_first)
+    assert got["30min"]["count"] == 0
+    assert got["10min"]["mae_s"] == 60.0  # the one of T-15 still stood at T-10
 
 
 def test_eta_error_without_data() -> None:
@@ -158,7 +172,7 @@ def test_compute_kpis_whole_and_filtered() -> None:
     assert whole["jobs"] == 7
     assert whole["punctuality"]["rate"] == 0.5
     assert whole["sla"]["met"] == 2
-    # J3 never arrived but its prediction is still in the period; it matches no horizon.
+    # J3 never arrived (test data) but its prediction is still in the period, and scored.
     assert_eta_error(whole["eta_error"])
     assert whole["km_driven"]["total"] == pytest.approx(2.0)
     assert whole["onsite"]["total_s"] == pytest.approx(13200.0)
@@ -167,13 +181,13 @@ def test_compute_kpis_whole_and_filtered() -> None:
     t2 = compute_kpis(JOBS, PREDICTIONS, FIXES, technician_id="t2")
     assert t2["jobs"] == 3
     assert t2["eta_error"]["30min"]["count"] == 0
-    assert t2["km_driven"] == {"total": 0.0, "by_technician": {"t2": 0.0}}
+    assert t2["km_driven"] == {"total": 0.0, "by_technician": {"t2": 0.0}, "incomplete": []}
     assert t2["punctuality"] == {"arrivals": 2, "on_time": 1, "early": 1, "late": 0, "rate": 0.5}
 
     day2 = compute_kpis(JOBS, PREDICTIONS, FIXES, since=at(0, 1), until=at(0, 2))
     assert day2["jobs"] == 1
     assert day2["first_visit_completion"] == {"done": 0, "first_visit": 0, "rate": None}
-    assert day2["km_driven"] == {"total": 0.0, "by_technician": {}}
+    assert day2["km_driven"] == {"total": 0.0, "by_technician": {}, "incomplete": []}
     assert day2["jobs_per_technician_day"]["by_technician"] == {"t2": 1.0}
 
     morning = compute_kpis(JOBS, PREDICTIONS, FIXES, since=at(7), until=at(9.5))
