@@ -64,8 +64,10 @@ def apply_status(
     if job is None:
         raise Rejected("unknown_job", f"job {update.job_id!r} does not exist")
     # A device nobody owns reports for nobody: it must not drive an unassigned job.
-    if source == "device" and (technician_id is None or job.technician_id != technician_id):
-        owner = "no technician" if technician_id is None else f"technician {technician_id!r}"
+    if source == "device" and technician_id is None:
+        raise Rejected("wrong_technician", f"device {update.device_id!r} belongs to no technician")
+    if source == "device" and job.technician_id != technician_id:
+        owner = f"technician {technician_id!r}"
         raise Rejected("wrong_technician", f"job {job.job_id!r} is not assigned to {owner}")
     last = job.history[-1] if job.history else None
     # A state the gateway inferred from a geofence is provisional: the

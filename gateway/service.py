@@ -151,6 +151,13 @@ class Gateway:
     def technician_of(self, device_id: str) -> str | None:
         return self._owner.get(device_id)
 
+    def _learn_owner(self, device_id: str, technician_id: str | None) -> None:
+        """What the store just said of a device, for the fixes that follow."""
+        if technician_id is None:
+            self._owner.pop(device_id, None)
+        else:
+            self._owner[device_id] = technician_id
+
     # -- MQTT batches -----------------------------------------------------------
 
     async def handle_batch(self, batch: Sequence[Inbound]) -> BatchResult:
@@ -359,7 +366,13 @@ class Gateway:
 
     async def _apply_status(self, update: StatusUpdate, source: str) -> list[Event]:
         job = await self.store.get_job(update.job_id)
-        technician_id = self._owner.get(update.device_id) if source != "api" else None
+        technician_id = None
+        if source != "api":
+            # The store's word, not this process's directory: with several workers that
+            # is refreshed every 2 s, and a status sent right after its device was
+            # registered (or handed over) elsewhere would be refused, its job stuck.
+            technician_id = await self.store.technician_of(update.device_id)
+            self._learn_owner(update.device_id, technician_id)
         outcome = apply_status(job, update, technician_id, source)
         if not outcome.changed:
             self._ignore("repeated_status")

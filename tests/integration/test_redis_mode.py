@@ -284,6 +284,39 @@ async def test_a_new_leader_takes_over_the_alerts_standing(redis: RedisServer, p
         await runtime.close()
 
 
+async def test_a_status_right_after_its_device_was_registered_elsewhere_is_applied(
+    redis: RedisServer, prefix: str
+) -> None:
+    """Workers refresh their device directory every 2 s; a status must not wait for it
+    (refused as wrong_technician, its job stayed planned all day and its customer was
+    told "delayed"): the store says whose device it is."""
+    settings = gateway_settings(
+        "mqtt://127.0.0.1:1", prefix, role="worker", redis=redis.url, redis_prefix=f"{prefix}:"
+    )
+    worker, api = await build_runtime(settings), await build_runtime(settings)
+    try:
+        now = time.time()
+
+        async def status(device: str, job_id: str, ts: float) -> list[str]:
+            body = json.dumps({"ts": ts, "job": job_id, "status": "en_route"}).encode()
+            inbound = Inbound(f"{prefix}/{device}/status", body, time.time())
+            result = await worker.gateway.handle_batch([inbound])
+            return [d.reason for d in result.dead_letters]
+
+        await api.gateway.put_technician(Technician("t1", "Aino", ("d1",)))
+        await api.gateway.put_job(Job("j1", "t1", Site(60.2, 24.9, 80.0)))
+        assert await status("d1", "j1", now - 10) == []
+        # Handed over on the API node: the worker's directory still says t1.
+        await api.gateway.put_technician(Technician("t2", "Bo", ("d1",)))
+        await api.gateway.put_job(Job("j2", "t2", Site(60.21, 24.9, 80.0)))
+        assert await status("d1", "j2", now) == []
+        states = {j: (await worker.store.get_job(j)).state for j in ("j1", "j2")}  # type: ignore[union-attr]
+        assert states == {"j1": "en_route", "j2": "en_route"}
+    finally:
+        await worker.close()
+        await api.close()
+
+
 async def test_one_job_en_route_at_a_time_with_the_jobs_in_redis(
     redis: RedisServer, prefix: str
 ) -> None:

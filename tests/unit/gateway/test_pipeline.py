@@ -80,10 +80,10 @@ def test_unknown_job() -> None:
     ("assigned", "reporter", "reason"),
     [
         (TECH, "tech-2", "job 'job-1' is not assigned to technician 'tech-2'"),
-        (TECH, None, "job 'job-1' is not assigned to no technician"),
+        (TECH, None, "device 'dev-1' belongs to no technician"),
         (None, "tech-2", "job 'job-1' is not assigned to technician 'tech-2'"),
         # A device nobody owns must not drive a job nobody is assigned to.
-        (None, None, "job 'job-1' is not assigned to no technician"),
+        (None, None, "device 'dev-1' belongs to no technician"),
     ],
 )
 def test_wrong_technician(assigned: str | None, reporter: str | None, reason: str) -> None:

@@ -226,7 +226,7 @@ async def test_a_job_en_route_handed_to_another_technician_is_planned_again(rig:
         ("fleet/dev-1/status", status("en_route", NOW, "job-x"),
          "unknown_job: job 'job-x' does not exist"),
         ("fleet/dev-2/status", status("en_route", NOW),
-         "wrong_technician: job 'job-1' is not assigned to no technician"),
+         "wrong_technician: device 'dev-2' belongs to no technician"),
         ("fleet/dev-1/status", status("arrived", NOW), "unknown_status"),
         ("fleet/dev-1/status", [1], "not_an_object: expected a status object, got list"),
     ],
