@@ -250,7 +250,9 @@ class Engine:
         """Take over the alerts standing when the previous engine stopped (the store keeps
         them, ``Store.list_alerts``; call after ``load_jobs``): they are not raised again,
         and are cleared when their condition ends, as if this engine had raised them. One
-        whose job is gone, closed or someone else's now is cleared at once."""
+        whose job is gone, closed or someone else's now is cleared at once, dated by the
+        job's last change (its close, its hand-over: the fleet's time, which a replayed
+        day does not share with the wall clock), else ``now``."""
         out = Effects()
         for event in alerts:
             alert = alert_of(event)
@@ -261,7 +263,10 @@ class Engine:
                 or job.technician_id != alert.technician_id
                 or job.state in CLOSED_STATES
             ):
-                out.events.append({**event, "ts": now, "cleared": True})
+                ts = job.history[-1].ts if job is not None and job.history else now
+                out.events.append(
+                    {**event, "ts": max(ts, float(event.get("ts") or 0.0)), "cleared": True}
+                )
                 continue
             tech = self._tech(alert.technician_id)
             if alert.alert == "left_site_open_job":
