@@ -197,12 +197,16 @@ class FenceIndex:
                         groups = (np.zeros(cells.SLOTS, dtype=np.intp), first)
                     if groups is not None:
                         groups, edited = _split(groups, new.check(key), masks, shared), True
-            if entry is not None and groups is not None:
-                if not any(key in placed[b[0]].cover.subs for b in entry[1]):
-                    pass  # the last border fence with sub-cells is gone: a plain entry
-                elif edited or before is None:
+            # Sub-cells while a border fence at the key has some (else a plain entry, as
+            # `_drop`/`_add` made it): the groups edited, or the old ones if untouched.
+            if (
+                entry is not None
+                and groups is not None
+                and any(key in placed[b[0]].cover.subs for b in entry[1])
+            ):
+                if edited or before is None:
                     entry = _with_groups(entry, groups)
-                else:  # nothing changed below the key
+                else:
                     entry = (*entry[:3], before[3], before[4])
             changes[key] = entry
         shards, coarse = _write(self._shards, self._coarse, changes)
