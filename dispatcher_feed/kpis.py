@@ -29,7 +29,7 @@ from eta.kpi import (
 )
 from gateway.model import Fix, Job
 from gateway.store import Store
-from gateway.tours import pauses
+from gateway.tours import pauses, visit_on_sites
 
 kpis = APIRouter(
     prefix="/api/v1", dependencies=[Depends(require_key)], responses=error_responses(401, 422)
@@ -52,16 +52,10 @@ def arrival(job: Job) -> float | None:
     geofence early, a phone's delayed status corrects a late one. A change back to
     planned or en_route withdraws the visit, as there.
     """
-    inferred = own = None
-    for change in job.history:
-        if change.status == "on_site":
-            if change.source == "geofence":
-                inferred = change.ts if inferred is None else inferred
-            elif own is None:
-                own = change.ts
-        elif change.status in ("planned", "en_route"):
-            inferred = own = None
-    return own if own is not None else inferred
+    changes = visit_on_sites(job)
+    own = next((c for c in changes if c.source != "geofence"), None)
+    first = own if own is not None else next(iter(changes), None)
+    return None if first is None else first.ts
 
 
 def job_record(job: Job) -> JobRecord | None:
@@ -89,8 +83,8 @@ def job_record(job: Job) -> JobRecord | None:
     )
 
 
-def predictions(job: Job) -> list[EtaPrediction]:
-    arrived = arrival(job)
+def predictions(job: Job, arrived: float | None) -> list[EtaPrediction]:
+    """The job's ETAs published up to its arrival (``arrived``, its record's)."""
     if arrived is None:
         return []
     return [
@@ -175,7 +169,7 @@ def kpis_of(
     """The KPIs of what the store gave: pure, and run off the event loop."""
     records = {r.job_id: r for r in map(job_record, jobs) if r is not None}
     picked = [j for j in jobs if (r := records.get(j.job_id)) and job_in_period(r, since, until)]
-    preds = [p for job in picked for p in predictions(job)]
+    preds = [p for job in picked for p in predictions(job, records[job.job_id].arrived_at)]
     fixes = [
         FixRecord(track.technician_id, f.ts, f.lat, f.lon, f.acc, f.spd)
         for track in tracks

@@ -19,23 +19,30 @@ from datetime import tzinfo
 from zoneinfo import ZoneInfo
 
 from eta.estimate import CLOSED_STATES, TourStop, service_day
-from gateway.model import Job
+from gateway.model import Job, StatusChange
 
 # A change back to these after ``on_site`` withdraws the arrival: the technician
 # overriding a geofence-inferred ``on_site`` (pipeline.apply_status) was not there yet.
 _NOT_ARRIVED = frozenset({"planned", "en_route"})
 
 
+def visit_on_sites(job: Job) -> list[StatusChange]:
+    """The ``on_site`` changes of the current visit, in order: those since the last change
+    back to planned or en_route (which withdraws a visit)."""
+    changes: list[StatusChange] = []
+    for change in job.history:
+        if change.status == "on_site":
+            changes.append(change)
+        elif change.status in _NOT_ARRIVED:
+            changes = []
+    return changes
+
+
 def arrived_at(job: Job) -> float | None:
     """When the technician reached the site for this visit (the first ``on_site`` change
     not withdrawn since)."""
-    arrived = None
-    for change in job.history:
-        if change.status == "on_site" and arrived is None:
-            arrived = change.ts
-        elif change.status in _NOT_ARRIVED:
-            arrived = None
-    return arrived
+    changes = visit_on_sites(job)
+    return changes[0].ts if changes else None
 
 
 def travelling(job: Job) -> bool:
